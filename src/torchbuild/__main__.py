@@ -1,0 +1,103 @@
+"""Command line: ``python -m torchbuild [options]`` builds; ``python -m torchbuild VERB ...`` for
+the other verbs. This is the only place that exits; errors become one message and an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import importlib
+import os
+import sys
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+
+from . import __version__
+from .errors import Interrupted, TorchbuildError, UsageError
+from .logger import configure_from_environ, log
+from .options import add_build_arguments, resolve
+
+# Verbs other than the default build: module name -> one-line help. Each module exposes
+# register(subparsers) and main(args, environ) -> int (docs/DEVELOPING.md).
+SUBCOMMANDS: dict[str, str] = {
+    "doctor": "doctor",
+    "verify": "verify",
+    "replay": "replay",
+    "fetch": "fetch",
+    "bench": "bench",
+    "docker": "docker",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits with 2 on bad input itself; route that through our error type instead."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}", fix=f"see `{self.prog} --help`")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="torchbuild",
+        description="Build PyTorch and its companions (torchvision, torchaudio, torchtext) from "
+        "source into wheels. `torchbuild --cc 8.6` builds the newest supported release.",
+    )
+    parser.add_argument("--version", action="version", version=f"torchbuild {__version__}")
+    add_build_arguments(parser)
+    return parser
+
+
+def _subcommand_parser(verb: str) -> tuple[argparse.ArgumentParser, argparse.Namespace | None]:
+    parser = _Parser(prog="torchbuild")
+    subs = parser.add_subparsers(dest="verb", parser_class=_Parser)
+    module = importlib.import_module(f"torchbuild.{SUBCOMMANDS[verb]}")
+    module.register(subs)
+    return parser, None
+
+
+def _dispatch(argv: Sequence[str], environ: Mapping[str, str]) -> int:
+    if argv and argv[0] in SUBCOMMANDS:
+        parser, _ = _subcommand_parser(argv[0])
+        args = parser.parse_args(list(argv))
+        configure_from_environ(1, environ)
+        return int(args.func(args, environ))
+    args = build_parser().parse_args(list(argv))
+    options = resolve(vars(args), environ)
+    configure_from_environ(options.verbosity, environ)
+    from .pipeline import run_build
+
+    return run_build(options)
+
+
+def _rattler_exit_guard() -> None:
+    # py-rattler can crash at interpreter exit after a solve (pyo3/tokio finalisation race);
+    # a short pause lets its runtime wind down first (reference/conda-offline.md, hazard 1).
+    if "rattler" in sys.modules:
+        time.sleep(0.05)
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    environ = dict(os.environ if environ is None else environ)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or environ.get("TORCHBUILD_DEBUG") == "1"
+    try:
+        return _dispatch(argv, environ)
+    except KeyboardInterrupt:
+        err: TorchbuildError = Interrupted("stopped by Ctrl-C",
+                                           fix="re-run the same command to continue")
+    except TorchbuildError as exc:
+        err = exc
+    if debug:
+        traceback.print_exc()
+    log.error(err.render())
+    return err.exit_code
+
+
+def entry() -> None:
+    atexit.register(_rattler_exit_guard)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,172 @@
+"""Build environments: ``EnvSpec`` (from the plan) -> ``BuildEnv`` (ready to run steps in).
+
+Backends: ``venv`` and ``existing`` live here; ``conda`` (py-rattler, in-process) and
+``conda-exe`` (the user's conda/mamba/micromamba) live in ``conda_env.py`` / ``conda_exe.py``.
+A backend returns the *complete* environment of the build's child processes as data; the tool's
+own ``os.environ`` is never modified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .command import CommandFailed, probe, run
+from .errors import EnvironmentSetupError, OfflineError
+from .logger import log
+from .plan import EnvSpec
+
+__all__ = ["BuildEnv", "EnvSpec", "base_environment", "create", "install_into", "tool_versions"]
+
+_MARKER = ".torchbuild-env.json"
+# Variables that make a child python import the wrong packages or the wrong torch.
+_SCRUB = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "PIP_REQUIRE_VIRTUALENV",
+          "PIP_USER", "CONDA_PREFIX", "CONDA_DEFAULT_ENV", "CONDA_SHLVL")
+
+
+@dataclass(frozen=True)
+class BuildEnv:
+    backend: str
+    prefix: Path
+    python: Path
+    env: Mapping[str, str]
+    lock_path: Path | None = None
+    lock_sha256: str | None = None
+    tools: Mapping[str, str] = field(default_factory=dict)
+
+
+def base_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The user's environment minus what would leak into the build, plus quiet pip defaults."""
+    env = {k: v for k, v in environ.items() if k not in _SCRUB}
+    env.setdefault("PATH", os.defpath)
+    env.update(PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1", PYTHONUNBUFFERED="1",
+               GIT_TERMINAL_PROMPT="0")
+    return env
+
+
+def _prepend_path(env: dict[str, str], *dirs: Path) -> None:
+    env["PATH"] = os.pathsep.join([*(str(d) for d in dirs), env.get("PATH", "")]).rstrip(
+        os.pathsep)
+
+
+def _cuda_dirs(env: Mapping[str, str], cuda: str | None) -> list[Path]:
+    home = env.get("CUDA_HOME")
+    return [Path(home) / "bin"] if cuda and home else []
+
+
+def _spec_digest(spec: EnvSpec) -> str:
+    data = {"python": spec.python_version, "reqs": list(spec.pip_requirements),
+            "base": spec.base_python}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def _create_venv(spec: EnvSpec, base: dict[str, str], offline: bool,
+                 log_path: Path | None) -> None:
+    marker = spec.prefix / _MARKER
+    digest = _spec_digest(spec)
+    if marker.is_file() and json.loads(marker.read_text()).get("digest") == digest:
+        log.info(f"reusing venv {spec.prefix}")
+        return
+    # No marker (or another spec): a half-made or stale env is never trusted.
+    shutil.rmtree(spec.prefix, ignore_errors=True)
+    try:
+        run([spec.base_python or "python3", "-m", "venv", str(spec.prefix)], env=base,
+            log_path=log_path, echo=log.detail)
+        if spec.pip_requirements:
+            pip = [str(spec.python), "-m", "pip", "install", *(["--no-index"] if offline else []),
+                   *spec.pip_requirements]
+            run(pip, env=base, log_path=log_path, echo=log.detail)
+    except CommandFailed as exc:
+        shutil.rmtree(spec.prefix, ignore_errors=True)
+        if offline:
+            msg = f"--offline: the venv's requirements are not available locally ({exc.message})"
+            raise OfflineError(msg, fix="run once with network, or use --env existing") from None
+        msg = f"could not create the venv at {spec.prefix}: {' | '.join(exc.digest[-4:])}"
+        raise EnvironmentSetupError(msg, fix=f"see {exc.log_path}") from None
+    marker.write_text(json.dumps({"digest": digest, "requirements": list(spec.pip_requirements)}))
+
+
+def _activate(spec: EnvSpec, base: dict[str, str], bin_dir: Path) -> dict[str, str]:
+    env = dict(base)
+    if spec.backend == "venv":
+        env["VIRTUAL_ENV"] = str(spec.prefix)
+    _prepend_path(env, bin_dir, *_cuda_dirs(env, spec.cuda))
+    return env
+
+
+def create(spec: EnvSpec, environ: Mapping[str, str], *, cache_dir: Path, offline: bool,
+           log_path: Path | None = None, cuda_home: str | None = None) -> BuildEnv:
+    base = base_environment(environ)
+    if cuda_home and spec.cuda:
+        base["CUDA_HOME"] = cuda_home
+    if spec.backend in {"conda", "conda-exe"}:
+        return _create_conda(spec, base, cache_dir=cache_dir, offline=offline)
+    if spec.backend == "venv":
+        _create_venv(spec, base, offline, log_path)
+    elif not spec.python.exists():
+        msg = f"the interpreter {spec.python} does not exist"
+        raise EnvironmentSetupError(msg, fix="pass --python /path/to/bin/python")
+    env = _activate(spec, base, spec.python.parent)
+    return BuildEnv(spec.backend, spec.prefix, spec.python, env, tools=tool_versions(env))
+
+
+def _create_conda(spec: EnvSpec, base: dict[str, str], *, cache_dir: Path,
+                  offline: bool) -> BuildEnv:
+    try:
+        if spec.backend == "conda":
+            from .conda_env import create_conda_env
+
+            return create_conda_env(spec, base, cache_dir=cache_dir, offline=offline)
+        from .conda_exe import create_conda_exe_env
+
+        return create_conda_exe_env(spec, base, cache_dir=cache_dir, conda_exe=None)
+    except ImportError as exc:
+        msg = f"the {spec.backend} backend is not available in this installation ({exc})"
+        raise EnvironmentSetupError(msg, fix="use --env venv or --env existing") from None
+
+
+_VERSION = re.compile(r"(\d+\.\d+(?:\.\d+)?)")
+
+
+def tool_versions(env: Mapping[str, str]) -> dict[str, str]:
+    """Best-effort versions of the toolchain the build will see (for the manifest)."""
+    probes = {"python": ["python", "--version"], "cmake": ["cmake", "--version"],
+              "ninja": ["ninja", "--version"], "gcc": ["gcc", "-dumpfullversion"],
+              "nvcc": ["nvcc", "--version"], "git": ["git", "--version"]}
+    out: dict[str, str] = {}
+    for name, argv in probes.items():
+        res = probe(argv, env=env, timeout=10)
+        if res and res[0] == 0:
+            text = res[1] + res[2]
+            if name == "nvcc":
+                m = re.search(r"release (\d+\.\d+)", text)
+            else:
+                m = _VERSION.search(text)
+            if m:
+                out[name] = m.group(1)
+    return out
+
+
+def install_into(wheels: Sequence[Path], target: str, environ: Mapping[str, str],
+                 log_path: Path | None = None) -> list[str]:
+    """Install wheels with --no-deps into another interpreter, or a conda env name/prefix."""
+    path = Path(target).expanduser()
+    python = path if path.is_file() else path / "bin" / "python" if path.is_dir() else None
+    base = base_environment(environ)
+    if python is None or not python.exists():
+        from .conda_env import install_into_conda
+
+        return install_into_conda(wheels, target, base)
+    try:
+        run([str(python), "-m", "pip", "install", "--no-deps", "--force-reinstall",
+             *map(str, wheels)], env=base, log_path=log_path, echo=log.detail)
+    except CommandFailed as exc:
+        msg = f"installing into {python} failed: {' | '.join(exc.digest[-3:])}"
+        raise EnvironmentSetupError(msg, fix=f"see {exc.log_path}") from None
+    return [w.name.split("-")[0] for w in wheels]

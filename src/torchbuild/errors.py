@@ -1,0 +1,187 @@
+"""Typed errors: one class, and one exit code, per failure class.
+
+Only ``__main__.main`` turns these into an exit. Every message says what was wrong and what to do
+next; ``fix`` carries the next action separately so the CLI can print it as a hint.
+
+Exit codes are part of the CLI contract (README "Exit codes"): never renumber, only add.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+
+class TorchbuildError(Exception):
+    """Base class. ``exit_code`` is what the process exits with."""
+
+    exit_code = 1
+    title = "error"
+
+    def __init__(self, message: str, *, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+
+    def render(self) -> str:
+        text = f"torchbuild: {self.title}: {self.message}"
+        if self.fix:
+            text += f"\n  fix: {self.fix}"
+        return text
+
+
+class UsageError(TorchbuildError):
+    """A CLI option, TORCHBUILD_* variable or config value is malformed."""
+
+    exit_code = 2
+    title = "bad option"
+
+
+class RecipeError(TorchbuildError):
+    """Unknown torch version, or a recipe file that does not validate."""
+
+    exit_code = 3
+    title = "recipe"
+
+
+class CompatibilityError(TorchbuildError):
+    """The request contradicts the version knowledge (arch x CUDA, companion x torch, python range)."""
+
+    exit_code = 4
+    title = "incompatible request"
+
+
+class PreflightError(TorchbuildError):
+    """The machine cannot run this plan (gcc too new, disk, driver, memory, ...)."""
+
+    exit_code = 5
+    title = "preflight"
+
+
+class GPUDetectionError(TorchbuildError):
+    """``--cc auto`` found no GPU to read compute capabilities from."""
+
+    exit_code = 6
+    title = "no GPU"
+
+
+class MissingToolError(TorchbuildError):
+    """A program the plan needs (git, nvcc, docker, ...) is not installed or not on PATH."""
+
+    exit_code = 7
+    title = "missing tool"
+
+
+class EnvironmentSetupError(TorchbuildError):
+    """Creating or reusing the build environment failed."""
+
+    exit_code = 8
+    title = "build environment"
+
+
+class SolverError(EnvironmentSetupError):
+    """The conda specs cannot be satisfied."""
+
+    exit_code = 9
+    title = "conda solve"
+
+
+class IntegrityError(TorchbuildError):
+    """A download, package or artefact does not match its recorded hash."""
+
+    exit_code = 10
+    title = "integrity"
+
+
+class SourceError(TorchbuildError):
+    """Cloning, fetching or checking out a repository failed (missing tag, commit mismatch, ...)."""
+
+    exit_code = 11
+    title = "sources"
+
+
+class BuildStepError(TorchbuildError):
+    """A build step's command failed."""
+
+    exit_code = 12
+    title = "build failed"
+
+
+class ConfigureAuditError(TorchbuildError):
+    """CMake configured a requested feature off (CUDA, cuDNN, MAGMA, MKL, ...)."""
+
+    exit_code = 13
+    title = "configure audit"
+
+
+class VerificationError(TorchbuildError):
+    """A built wheel does not meet an invariant (subclasses use codes 20-29)."""
+
+    exit_code = 14
+    title = "verification"
+
+
+class ArtifactError(TorchbuildError):
+    """The output directory cannot be written, or an artefact is missing."""
+
+    exit_code = 15
+    title = "artifacts"
+
+
+class OfflineError(TorchbuildError):
+    """``--offline`` was given but something is missing from the caches."""
+
+    exit_code = 16
+    title = "offline"
+
+
+class LockTimeoutError(TorchbuildError):
+    """Another torchbuild process holds a lock on the same cache or work dir."""
+
+    exit_code = 17
+    title = "busy"
+
+
+class DockerError(TorchbuildError):
+    """The container wrapper cannot run (no engine, failed docker command)."""
+
+    exit_code = 18
+    title = "docker"
+
+
+class BenchError(TorchbuildError):
+    """The benchmark could not run."""
+
+    exit_code = 19
+    title = "bench"
+
+
+class Interrupted(TorchbuildError):
+    """Ctrl-C / SIGTERM: the running step was stopped cleanly."""
+
+    exit_code = 130
+    title = "interrupted"
+
+
+class CommandFailed(TorchbuildError):
+    """A subprocess exited non-zero. Stages translate this into their own error class."""
+
+    exit_code = 1
+    title = "command failed"
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        returncode: int,
+        *,
+        log_path: Path | None = None,
+        digest: Sequence[str] = (),
+        cwd: Path | None = None,
+    ) -> None:
+        self.argv = tuple(argv)
+        self.returncode = returncode
+        self.log_path = log_path
+        self.digest = tuple(digest)
+        self.cwd = cwd
+        where = f"; full log: {log_path}" if log_path else ""
+        super().__init__(f"`{' '.join(self.argv)}` exited with {returncode}{where}")

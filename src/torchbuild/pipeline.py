@@ -1,0 +1,107 @@
+"""The stage order, in one readable place.
+
+options -> recipe -> (gpu detection) -> facts -> plan -> [dry-run stops] -> preflight -> dist check
+-> sources -> environment -> build -> verify -> artifacts -> install-into
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import artifacts, build, environment, facts, sources
+from .errors import TorchbuildError
+from .logger import log
+from .options import Options, require_target
+from .plan import Plan, make_plan, render
+from .recipe import load_recipes
+
+
+def _detect_archs(options: Options) -> Options:
+    if not options.cc_auto:
+        return options
+    from .gpu import detect_cc  # issue #4
+
+    archs = detect_cc(options.environ)
+    return dataclasses.replace(options, archs=archs)
+
+
+def _env_python(options: Options) -> str | None:
+    if options.env == "existing":
+        return options.python or None
+    if options.env == "venv" and options.python and not facts.is_version(options.python):
+        return options.python
+    return None
+
+
+def prepare(options: Options) -> tuple[Plan, facts.Facts]:
+    """Everything up to the plan: cheap, no side effects beyond probes."""
+    require_target(options)
+    book = load_recipes(options.recipe_dir)
+    options = _detect_archs(options)
+    env_python = _env_python(options)
+    if options.env == "existing" and env_python is None:
+        env_python = sys.executable   # build into the interpreter running torchbuild
+    machine = facts.gather(options.environ, env_python=env_python)
+    return make_plan(book, options, machine), machine
+
+
+def _preflight(plan: Plan, options: Options, machine: facts.Facts) -> None:
+    try:
+        from .preflight import preflight_for_plan  # issue #4
+    except ImportError:
+        return
+    preflight_for_plan(plan, options, machine)
+
+
+def _verify(plan: Plan, options: Options, wheels: list[Path]) -> dict[str, Any] | None:
+    if not options.verify:
+        return None
+    try:
+        from .verify import verify_for_plan  # issue #5
+    except ImportError:
+        return None
+    return verify_for_plan(plan, options, wheels)
+
+
+def run_build(options: Options) -> int:
+    plan, machine = prepare(options)
+    if options.dry_run:
+        print(json.dumps(plan.to_json(), indent=2) if options.json else render(plan))
+        return 0
+    log.step("options")
+    log.table(options.summary_rows(), ["option", "value", "from"])
+    _preflight(plan, options, machine)
+    artifacts.check_dist_writable(plan.dist)
+    log.step(f"sources ({len(plan.sources)} repositories)")
+    ctx = sources.GitContext(plan.cache_dir, environment.base_environment(options.environ),
+                             options.git_mirror, options.offline, plan.logs_dir / "sources.log")
+    plan.logs_dir.mkdir(parents=True, exist_ok=True)
+    checkouts = sources.checkout_all(plan.sources, ctx)
+    for c in checkouts.values():
+        log.info(f"{c.name} {c.tag} @ {c.commit[:12]} ({len(c.submodules)} submodules)")
+    log.step(f"build environment ({plan.environment.backend})")
+    build_env = environment.create(plan.environment, options.environ, cache_dir=plan.cache_dir,
+                                   offline=options.offline,
+                                   log_path=plan.logs_dir / "environment.log",
+                                   cuda_home=machine.cuda_home)
+    log.step_end(ok=True)
+    result = build.execute(plan, build_env)
+    wheels = [result.wheels[c.name] for c in plan.components]
+    report = _verify(plan, options, wheels)
+    manifest = artifacts.build_manifest(plan, options, result, checkouts, build_env, wheels,
+                                        report)
+    extra = [build_env.lock_path] if build_env.lock_path else []
+    artifacts.publish(plan.dist, wheels, manifest, extra)
+    if options.install_into:
+        names = environment.install_into([plan.dist / w.name for w in wheels],
+                                         options.install_into, options.environ)
+        log.info(f"installed into {options.install_into}: {', '.join(names)}")
+    artifacts.print_summary(result, manifest, plan.dist)
+    return 0
+
+
+__all__ = ["TorchbuildError", "prepare", "run_build"]

@@ -1,0 +1,394 @@
+"""The plan: a pure function from (recipes, options, machine facts) to every concrete step.
+
+Nothing here touches the machine. ``--dry-run`` prints the plan; ``--dry-run --json`` dumps it; the
+build stage is a loop over ``Plan.steps``. Anything a user may ask ("what will it run, with which
+variables, where?") is answered here.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from packaging.version import Version
+
+from . import __version__
+from .cc import Arch, arch_list_env, arch_tag
+from .errors import CompatibilityError, UsageError
+from .facts import Facts, is_version
+from .options import Options
+from .recipe import RecipeBook, Release
+
+PLAN_SCHEMA = 1
+# A pip constraint file that pins torch (corporate setups, CI images) would refuse the wheel we
+# are building and installing; the build/install steps of our own wheels ignore constraints.
+_PIP_OWN_WHEELS = {"PIP_CONSTRAINT": "/dev/null"}
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    name: str
+    url: str             # upstream URL from the recipe
+    fetch_url: str       # after --git-mirror redirection
+    tag: str
+    path: Path           # checkout directory
+    commit: str | None = None   # pinned commit (replay), verified after checkout
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    backend: str            # conda | conda-exe | venv | existing
+    prefix: Path
+    python: Path
+    python_version: str
+    pip_requirements: tuple[str, ...] = ()
+    conda_specs: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
+    lock: Path | None = None
+    cuda: str | None = None
+    base_python: str | None = None   # interpreter that creates a venv
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str                  # "build-torch"
+    kind: str                # deps | build | install
+    component: str
+    argv: tuple[str, ...]    # may contain "{wheel:<component>}", resolved at run time
+    cwd: Path
+    env: Mapping[str, str]   # only what this step sets; merged over BuildEnv.env at run time
+    description: str
+    outputs: tuple[Path, ...] = ()
+
+    def command_line(self) -> str:
+        return shlex.join(self.argv)
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    dist: str
+    version: str
+    label: str               # version with local label, e.g. 2.9.1+cu128.sm86
+    tag: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    tool_version: str
+    torch_version: str
+    torch_label: str
+    cuda: str | None
+    archs: tuple[Arch, ...]
+    arch_list: str
+    python_version: str
+    jobs: int
+    jobs_reason: str
+    components: tuple[Component, ...]
+    sources: tuple[SourceSpec, ...]
+    environment: EnvSpec
+    steps: tuple[Step, ...]
+    work_dir: Path
+    dist: Path
+    cache_dir: Path
+    release: Release
+    torch_from_env: bool
+    offline: bool
+    warnings: tuple[str, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.work_dir / "logs"
+
+    @property
+    def wheels_dir(self) -> Path:
+        return self.work_dir / "wheels"
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["schema_version"] = PLAN_SCHEMA
+        data["archs"] = [str(a) for a in self.archs]
+        return json.loads(json.dumps(data, default=str))
+
+
+# --------------------------------------------------------------------------------------------
+# Small pure helpers
+
+
+def redirect_url(url: str, mirror: str | None) -> str:
+    """``https://github.com/pytorch/vision.git`` + ``file:///m`` -> ``file:///m/pytorch/vision.git``.
+
+    The host part of the upstream URL is replaced by the mirror prefix; the path is kept, so one
+    prefix serves every repository and submodule.
+    """
+    if not mirror:
+        return url
+    if "://" in url:
+        path = url.split("://", 1)[1].split("/", 1)[1] if "/" in url.split("://", 1)[1] else ""
+    elif ":" in url and not url.startswith("/"):
+        path = url.split(":", 1)[1]   # git@host:org/repo.git
+    else:
+        return url                    # a local path is not redirected
+    return mirror.rstrip("/") + "/" + path.lstrip("/")
+
+
+def local_tag(cuda: str | None, archs: tuple[Arch, ...]) -> str:
+    """The local version label: ``cu128.sm86`` / ``cpu``. Says what the wheel is."""
+    if cuda is None:
+        return "cpu"
+    return f"cu{cuda.replace('.', '')}" + (f".{arch_tag(archs)}" if archs else "")
+
+
+def with_label(version: str, tag: str) -> str:
+    base = version.split("+", 1)[0]
+    return f"{base}+{tag}"
+
+
+def default_jobs(facts: Facts, heavy: bool) -> tuple[int, str]:
+    """MAX_JOBS from RAM and cores. CUDA builds with flash-attention need ~5.5 GB per job."""
+    try:
+        from .jobs import max_jobs  # issue #4's fuller model, when present
+
+        decision = max_jobs(facts.mem_available_gb, facts.swap_free_gb, facts.cores, heavy)
+        return decision.jobs, decision.reasoning
+    except ImportError:
+        per_job = 5.5 if heavy else 2.5
+        budget = facts.mem_available_gb + 0.5 * facts.swap_free_gb - 4
+        by_ram = max(1, int(budget // per_job))
+        jobs = max(1, min(facts.cores, by_ram))
+        return jobs, (f"{facts.mem_available_gb:.0f} GiB available / {per_job} GiB per job "
+                      f"-> {by_ram}; {facts.cores} cores")
+
+
+def _fill(template: str, values: Mapping[str, str]) -> str:
+    out = template
+    for key, value in values.items():
+        out = out.replace("{" + key + "}", value)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Version choices
+
+
+def _choose_cuda(release: Release, options: Options, facts: Facts) -> str | None:
+    if options.cpu:
+        return None
+    if options.cuda:
+        return options.cuda
+    if options.env in {"venv", "existing"}:
+        if facts.cuda_version is None:
+            msg = "no CUDA toolkit found (looked at $CUDA_HOME, nvcc on PATH, /usr/local/cuda)"
+            raise UsageError(msg, fix="install the CUDA toolkit or set CUDA_HOME; use --env conda "
+                             "to get the toolkit from conda-forge; or --cpu")
+        return facts.cuda_version
+    return release.default_cuda or None
+
+
+def _choose_python(release: Release, options: Options, facts: Facts) -> str:
+    if is_version(options.python):
+        return str(options.python)
+    if options.python or options.env == "existing":
+        if facts.env_python_version is None:
+            msg = f"cannot run the interpreter {options.python or '(none given)'}"
+            raise UsageError(msg, fix="pass --python /path/to/python (an existing interpreter)")
+        return facts.env_python_version
+    host = facts.host_python_version
+    if options.env == "venv":
+        return host
+    lo, hi = Version(release.python_min), Version(release.python_max)
+    return host if lo <= Version(host) <= hi else release.python_max
+
+
+def _companions(book: RecipeBook, release: Release, options: Options) -> list[tuple[str, str, str]]:
+    """[(name, version, tag)] in build order; torch first unless --torch-from-env."""
+    chosen = []
+    for name in book.order:
+        if name == "torch":
+            if not options.torch_from_env:
+                chosen.append(("torch", release.version, release.tag))
+            continue
+        default_version, default_tag = release.companion(name)
+        wanted: str | None = getattr(options, name)
+        if wanted == "none":
+            continue
+        if wanted is None:
+            if default_version:
+                chosen.append((name, default_version, default_tag))
+            continue
+        if not default_version:
+            msg = (f"--{name} {wanted}: torch {release.version} has no matching {name} "
+                   "(torchtext ended with 0.18.0 for torch 2.3)" if name == "text" else
+                   f"--{name} {wanted}: torch {release.version} has no matching {name}")
+            raise CompatibilityError(msg, fix=f"drop --{name}, or use --{name} none")
+        if wanted != default_version and not options.force:
+            msg = (f"--{name} {wanted} does not match torch {release.version}: its {name} is "
+                   f"{default_version} (tag {default_tag})")
+            raise CompatibilityError(msg, fix=f"use --{name} {default_version}, or --force to "
+                                     "build the mismatched pair anyway")
+        chosen.append((name, wanted, default_tag if wanted == default_version else f"v{wanted}"))
+    return chosen
+
+
+# --------------------------------------------------------------------------------------------
+# The plan
+
+
+def _env_spec(book: RecipeBook, release: Release, options: Options, facts: Facts,
+              work_dir: Path, python_version: str, cuda: str | None) -> EnvSpec:
+    if options.env == "existing":
+        python = Path(options.python or facts.env_python or facts.host_python)
+        return EnvSpec("existing", python.parent.parent, python, python_version, cuda=cuda)
+    prefix = work_dir / "env"
+    python = prefix / "bin" / "python"
+    if options.env == "venv":
+        base = options.python if options.python and not is_version(options.python) else None
+        if is_version(options.python) and options.python != facts.host_python_version:
+            base = f"python{options.python}"
+        reqs = book.venv_packages(release.version, cuda is not None, facts.machine)
+        return EnvSpec("venv", prefix, python, python_version, pip_requirements=reqs, cuda=cuda,
+                       base_python=base or facts.host_python)
+    specs: tuple[str, ...] = ()
+    channels: tuple[str, ...] = tuple(options.channel)
+    try:
+        from .conda_env import conda_specs_for  # issue #3
+
+        specs, recipe_channels = conda_specs_for(release.version, cuda, python_version,
+                                                 recipe_dir=book.path)
+        channels = (*channels, *[c for c in recipe_channels if c not in channels])
+    except ImportError:
+        pass
+    return EnvSpec(options.env, prefix, python, python_version, conda_specs=specs,
+                   channels=channels, lock=options.lock, cuda=cuda)
+
+
+def _step_env(book: RecipeBook, comp: Component, release: Release, values: Mapping[str, str],
+              options: Options, cuda: str | None, facts: Facts) -> dict[str, str]:
+    spec = book.components[comp.name]
+    env = {k: _fill(v, values) for k, v in spec.env_values(release.version, cuda is not None)
+           .items()}
+    if cuda is not None and options.env in {"venv", "existing"} and facts.cuda_home:
+        env["CUDA_HOME"] = facts.cuda_home
+    if release.max_cmake_exclusive:
+        # Lets CMake >= 4 configure tags whose vendored deps ask for cmake < 3.5 (pytorch#154096).
+        env["CMAKE_POLICY_VERSION_MINIMUM"] = "3.5"
+    env.update(_PIP_OWN_WHEELS)
+    env.update(dict(options.set))
+    return env
+
+
+def _component_steps(book: RecipeBook, comp: Component, src: SourceSpec, release: Release,
+                     values: dict[str, str], options: Options, cuda: str | None,
+                     facts: Facts, wheels_dir: Path) -> list[Step]:
+    spec = book.components[comp.name]
+    tmp = wheels_dir / f".tmp-{comp.name}"
+    values = {**values, "version": comp.label, "wheel_dir": str(tmp)}
+    env = _step_env(book, comp, release, values, options, cuda, facts)
+    steps = []
+    deps = spec.deps_argv(release.version, cuda is not None)
+    if deps:
+        steps.append(Step(f"deps-{comp.name}", "deps", comp.name,
+                          tuple(_fill(a, values) for a in deps), src.path, {},
+                          f"install {comp.name} {comp.version}'s build requirements"))
+    argv = tuple(_fill(a, values) for a in spec.build_argv(release.version, cuda is not None))
+    steps.append(Step(f"build-{comp.name}", "build", comp.name, argv, src.path, env,
+                      f"build {comp.dist} {comp.label} wheel", (wheels_dir / comp.name,)))
+    steps.append(Step(f"install-{comp.name}", "install", comp.name,
+                      (values["python"], "-m", "pip", "install", "--no-deps", "--force-reinstall",
+                       "--no-index", f"{{wheel:{comp.name}}}"), src.path, dict(_PIP_OWN_WHEELS),
+                      f"install the {comp.dist} wheel into the build env"))
+    return steps
+
+
+def make_plan(book: RecipeBook, options: Options, facts: Facts) -> Plan:
+    release = book.release(options.torch)
+    if options.torch_from_env and options.env not in {"existing"} and not facts.env_torch_version:
+        msg = "--torch-from-env needs a build environment that already has torch installed"
+        raise UsageError(msg, fix="add --env existing --python /path/to/python (whose env has "
+                         "torch), or drop --torch-from-env")
+    cuda = _choose_cuda(release, options, facts)
+    python_version = _choose_python(release, options, facts)
+    tag = local_tag(cuda, options.archs)
+    torch_label = (facts.env_torch_version or release.version) if options.torch_from_env \
+        else with_label(release.version, tag)
+    work_dir = (options.work_dir or options.cache_dir / "work" /
+                f"torch-{release.version}-{tag.split('.')[0]}").expanduser()
+    wheels_dir = work_dir / "wheels"
+    heavy = cuda is not None and any(a.major >= 8 for a in options.archs)
+    jobs, jobs_reason = (options.jobs, "--jobs") if options.jobs else default_jobs(facts, heavy)
+    env_spec = _env_spec(book, release, options, facts, work_dir, python_version, cuda)
+    components = tuple(
+        Component(name, book.components[name].dist, version,
+                  torch_label if name == "torch" else with_label(version, tag), ctag)
+        for name, version, ctag in _companions(book, release, options))
+    sources = tuple(
+        SourceSpec(c.name, book.components[c.name].repo,
+                   redirect_url(book.components[c.name].repo, options.git_mirror), c.tag,
+                   work_dir / "src" / c.name)
+        for c in components)
+    values = {"python": str(env_spec.python), "arch_list": arch_list_env(options.archs),
+              "jobs": str(jobs), "torch_version": torch_label, "prefix": str(env_spec.prefix)}
+    steps: list[Step] = []
+    for comp, src in zip(components, sources, strict=True):
+        steps += _component_steps(book, comp, src, release, values, options, cuda, facts,
+                                  wheels_dir)
+    warnings = []
+    if not components:
+        msg = "nothing to build: torch comes from the env and every companion is 'none'"
+        raise UsageError(msg, fix="drop --torch-from-env or ask for a companion")
+    return Plan(
+        tool_version=__version__, torch_version=release.version, torch_label=torch_label,
+        cuda=cuda, archs=options.archs, arch_list=arch_list_env(options.archs),
+        python_version=python_version, jobs=jobs, jobs_reason=jobs_reason,
+        components=components, sources=sources, environment=env_spec, steps=tuple(steps),
+        work_dir=work_dir, dist=options.dist, cache_dir=options.cache_dir, release=release,
+        torch_from_env=options.torch_from_env, offline=options.offline,
+        warnings=tuple(warnings),
+        options={d: getattr(options, d) for d in ("cc", "cpu", "env", "jobs", "git_mirror")},
+    )
+
+
+def pin_commits(plan: Plan, commits: Mapping[str, str]) -> Plan:
+    """The same plan with sources pinned to recorded commits (replay)."""
+    return replace(plan, sources=tuple(replace(s, commit=commits.get(s.name, s.commit))
+                                       for s in plan.sources))
+
+
+def render(plan: Plan) -> str:
+    """The human-readable dry-run."""
+    lines = [
+        f"torch {plan.torch_label}  cuda {plan.cuda or 'none (CPU build)'}  "
+        f"archs {plan.arch_list or '-'}  python {plan.python_version}",
+        f"MAX_JOBS {plan.jobs}  ({plan.jobs_reason})",
+        f"work dir  {plan.work_dir}",
+        f"dist      {plan.dist}",
+        "",
+        f"environment: {plan.environment.backend} at {plan.environment.prefix}",
+    ]
+    env = plan.environment
+    if env.pip_requirements:
+        lines.append(f"  pip: {' '.join(env.pip_requirements)}")
+    if env.conda_specs:
+        lines.append(f"  channels: {' '.join(env.channels)}")
+        lines.append(f"  conda specs: {' '.join(env.conda_specs)}")
+    if env.lock:
+        lines.append(f"  from lock: {env.lock}")
+    lines += ["", "sources:"]
+    for s in plan.sources:
+        pin = f" @ {s.commit}" if s.commit else ""
+        lines.append(f"  {s.name:<6} {s.tag:<10} {s.fetch_url}{pin}  -> {s.path}")
+    lines += ["", "steps:"]
+    for i, st in enumerate(plan.steps, 1):
+        lines.append(f"  {i:>2}. {st.id}: {st.description}")
+        lines.append(f"      cwd: {st.cwd}")
+        for k in sorted(st.env):
+            lines.append(f"      {k}={st.env[k]}")
+        lines.append(f"      $ {st.command_line()}")
+    for w in plan.warnings:
+        lines.append(f"warning: {w}")
+    return "\n".join(lines)

@@ -1,0 +1,72 @@
+"""Shared fixtures: fixture git servers, a CLI runner, GPU skipping."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))   # tests/gitrepos.py and friends
+
+from gitrepos import RECIPES, make_mirror_root  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if shutil.which("nvidia-smi") is None:
+        skip = pytest.mark.skip(reason="no NVIDIA GPU here (nvidia-smi not found)")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def mirror_root(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    root = tmp_path_factory.mktemp("gitserver") / "srv"
+    commits = make_mirror_root(root)
+    return root, commits
+
+
+@pytest.fixture(scope="session")
+def fixture_recipes() -> Path:
+    return RECIPES
+
+
+CLI = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def base_env(tmp: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TORCHBUILD_")}
+    env["XDG_CACHE_HOME"] = str(tmp / "xdg-cache")
+    env["NO_COLOR"] = "1"
+    return env
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> CLI:
+    """Run ``python -m torchbuild ARGS`` as a user would, in a subprocess."""
+
+    def _run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+             timeout: float = 900) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "torchbuild", *args],
+                              env=env if env is not None else base_env(tmp_path),
+                              cwd=cwd or tmp_path, capture_output=True, text=True,
+                              timeout=timeout)
+
+    return _run
+
+
+def fixture_args(root: Path, tmp: Path, *extra: str) -> list[str]:
+    return ["--recipe-dir", str(RECIPES), "--git-mirror", f"file://{root}",
+            "--work-dir", str(tmp / "work"), "--cache-dir", str(tmp / "cache"),
+            "--dist", str(tmp / "dist"), *extra]
+
+
+def dir_listing(path: Path) -> Sequence[str]:
+    return sorted(p.name for p in path.iterdir()) if path.exists() else []
