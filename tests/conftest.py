@@ -70,3 +70,26 @@ def fixture_args(root: Path, tmp: Path, *extra: str) -> list[str]:
 
 def dir_listing(path: Path) -> Sequence[str]:
     return sorted(p.name for p in path.iterdir()) if path.exists() else []
+
+
+def make_venv(path: Path, *packages: str, system_site: bool = False) -> Path:
+    """A real venv with ``packages`` pip-installed; returns its python."""
+    args = [sys.executable, "-m", "venv", str(path)]
+    if system_site:
+        args.append("--system-site-packages")
+    subprocess.run(args, check=True)
+    python = path / "bin" / "python"
+    if packages:
+        subprocess.run([str(python), "-m", "pip", "install", "-q",
+                        "--disable-pip-version-check", *packages], check=True)
+    return python
+
+
+@pytest.fixture(scope="session")
+def torch_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A venv with the real torch 2.13.0 CPU wheel (a local file on these machines) + build tools.
+
+    Shared by every test that compiles against real torch; built once per session.
+    """
+    return make_venv(tmp_path_factory.mktemp("torchvenv") / "venv", "torch==2.13.0",
+                     "setuptools", "wheel", "ninja")
