@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))   # tests/gitrepos.py and friends
 
-from gitrepos import RECIPES, make_mirror_root  # noqa: E402
+from gitrepos import RECIPES, make_mirror_root
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -24,8 +24,9 @@ GIT_ENV = {
 
 
 def git(*args: str, cwd: Path) -> str:
-    out = subprocess.run(["git", "-c", "protocol.file.allow=always", "-c", "init.defaultBranch=main",
-                          *args], cwd=cwd, env=GIT_ENV, check=True, capture_output=True, text=True)
+    out = subprocess.run(["git", "-c", "protocol.file.allow=always",
+                          "-c", "init.defaultBranch=main", *args],
+                         cwd=cwd, env=GIT_ENV, check=True, capture_output=True, text=True)
     return out.stdout.strip()
 
 

@@ -60,7 +60,8 @@ def _options_json(options: Options) -> dict[str, Any]:
         value = getattr(options, name)
         out[name] = {"value": value if not isinstance(value, Path) else str(value),
                      "origin": origin}
-    return json.loads(json.dumps(out, default=str))
+    result: dict[str, Any] = json.loads(json.dumps(out, default=str))
+    return result
 
 
 def build_manifest(plan: Plan, options: Options, result: BuildResult, checkouts: Mapping[str,

@@ -4,10 +4,10 @@ Accepted spellings (any mix, separated by spaces, ``;`` or ``,``)::
 
     8.6   8.6+PTX   9.0a   10.0f   86   sm_86   compute_90   Ampere   Hopper+PTX
 
-Named architectures are expanded *here*, into explicit numbers, because the two parsers that read
-TORCH_CUDA_ARCH_LIST disagree about names (CMake's ``Blackwell`` is ``10.0;12.0``, cpp_extension's is
-``10.0;10.3;12.0;12.1+PTX`` -- reference/pytorch-build.md section 3). An explicit list gives torch and
-its companions the same kernels.
+Named architectures are expanded *here*, into explicit numbers, because the two parsers that
+read TORCH_CUDA_ARCH_LIST disagree about names (CMake's ``Blackwell`` is ``10.0;12.0``,
+cpp_extension's is ``10.0;10.3;12.0;12.1+PTX`` -- reference/pytorch-build.md section 3). An
+explicit list gives torch and its companions the same kernels.
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ def resolve_program(program: str, env: Mapping[str, str] | None) -> str:
 
 
 def error_digest(lines: Sequence[str], limit: int = 12) -> list[str]:
-    """The first lines that look like errors (first real error beats the last noise), else the tail."""
+    """The first lines that look like errors (the first real error beats the last noise)."""
     hits = [ln for ln in lines if _ERROR_LINE.search(ln)]
     if hits:
         return hits[:limit]
@@ -184,7 +184,7 @@ def capture(
 
 def probe(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
           timeout: float | None = 20.0) -> tuple[int, str, str] | None:
-    """Run a probe that may legitimately fail: (rc, stdout, stderr), or None if the tool is absent."""
+    """Run a probe that may fail: (rc, stdout, stderr), or None if the tool is absent."""
     argv = [str(a) for a in argv]
     try:
         program = resolve_program(argv[0], env)

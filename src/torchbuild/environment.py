@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .command import CommandFailed, probe, run
-from .errors import EnvironmentSetupError, OfflineError
+from .command import probe, run
+from .errors import CommandFailed, EnvironmentSetupError, OfflineError
 from .logger import log
 from .plan import EnvSpec
 

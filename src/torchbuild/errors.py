@@ -45,7 +45,7 @@ class RecipeError(TorchbuildError):
 
 
 class CompatibilityError(TorchbuildError):
-    """The request contradicts the version knowledge (arch x CUDA, companion x torch, python range)."""
+    """The request contradicts the version knowledge (arch x CUDA, companion x torch, python)."""
 
     exit_code = 4
     title = "incompatible request"

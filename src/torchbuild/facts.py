@@ -55,7 +55,7 @@ def nvcc_version(text: str) -> str | None:
 
 
 def find_cuda(environ: Mapping[str, str]) -> tuple[str | None, str | None]:
-    """(CUDA_HOME, version) of the system toolkit: $CUDA_HOME, then nvcc on PATH, /usr/local/cuda."""
+    """(CUDA_HOME, version) of the system toolkit: $CUDA_HOME, nvcc on PATH, /usr/local/cuda."""
     candidates = []
     for var in ("CUDA_HOME", "CUDA_PATH"):
         if environ.get(var):

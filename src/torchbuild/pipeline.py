@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import artifacts, build, environment, facts, sources
+from .cc import parse_cc
 from .errors import TorchbuildError
 from .logger import log
 from .options import Options, require_target
@@ -25,8 +26,9 @@ def _detect_archs(options: Options) -> Options:
         return options
     from .gpu import detect_cc  # issue #4
 
-    archs = detect_cc(options.environ)
-    return dataclasses.replace(options, archs=archs)
+    found = detect_cc(options.environ)
+    log.info(f"--cc auto: found compute capabilities {' '.join(found)}")
+    return dataclasses.replace(options, archs=parse_cc(" ".join(found)))
 
 
 def _env_python(options: Options) -> str | None:

@@ -113,7 +113,8 @@ class Plan:
         data = asdict(self)
         data["schema_version"] = PLAN_SCHEMA
         data["archs"] = [str(a) for a in self.archs]
-        return json.loads(json.dumps(data, default=str))
+        out: dict[str, Any] = json.loads(json.dumps(data, default=str))
+        return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -337,7 +338,7 @@ def make_plan(book: RecipeBook, options: Options, facts: Facts) -> Plan:
     for comp, src in zip(components, sources, strict=True):
         steps += _component_steps(book, comp, src, release, values, options, cuda, facts,
                                   wheels_dir)
-    warnings = []
+    warnings: list[str] = []
     if not components:
         msg = "nothing to build: torch comes from the env and every companion is 'none'"
         raise UsageError(msg, fix="drop --torch-from-env or ask for a companion")
@@ -362,8 +363,8 @@ def pin_commits(plan: Plan, commits: Mapping[str, str]) -> Plan:
 def render(plan: Plan) -> str:
     """The human-readable dry-run."""
     lines = [
-        f"torch {plan.torch_label}  cuda {plan.cuda or 'none (CPU build)'}  "
-        f"archs {plan.arch_list or '-'}  python {plan.python_version}",
+        (f"torch {plan.torch_label}  cuda {plan.cuda or 'none (CPU build)'}  "
+         f"archs {plan.arch_list or '-'}  python {plan.python_version}"),
         f"MAX_JOBS {plan.jobs}  ({plan.jobs_reason})",
         f"work dir  {plan.work_dir}",
         f"dist      {plan.dist}",

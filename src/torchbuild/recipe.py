@@ -262,7 +262,8 @@ def load_recipes(recipe_dir: Path | None = None) -> RecipeBook:
     venv: tuple[Rule, ...] = ()
     if (base / "venv.toml").is_file():
         raw_venv = _load_toml(base / "venv.toml")
-        _check_keys(raw_venv, {"schema_version": int, "requirements": list}, str(base / "venv.toml"))
+        _check_keys(raw_venv, {"schema_version": int, "requirements": list},
+                    str(base / "venv.toml"))
         venv = tuple(_parse_rule(r, f"{base / 'venv.toml'}: requirements", _VENV_RULE_KEYS)
                      for r in raw_venv.get("requirements", []))
     return RecipeBook(base, rel["newest"], releases, order, components, venv)

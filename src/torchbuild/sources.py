@@ -48,7 +48,8 @@ class GitContext:
 
 
 def mirror_path(cache_dir: Path, url: str) -> Path:
-    """``https://github.com/pytorch/vision.git`` -> ``<cache>/git/github.com/pytorch/vision.git``."""
+    """``https://github.com/pytorch/vision.git`` -> ``<cache>/git/github.com/pytorch/vision.git``.
+    """
     body = re.sub(r"^[a-z+]+://", "", url.strip())
     body = body.replace(":", "/").strip("/")
     safe = re.sub(r"[^A-Za-z0-9._/-]", "_", body)
@@ -94,7 +95,8 @@ def ensure_mirror(url: str, rev: str, ctx: GitContext, *, is_tag: bool) -> Path:
                                   f"{fetch_url}`), or the --git-mirror prefix")
     except Timeout:
         msg = f"another torchbuild holds the lock on {path} for over 10 minutes"
-        raise LockTimeoutError(msg, fix="wait for the other run, or remove the stale .lock") from None
+        raise LockTimeoutError(msg, fix="wait for the other run, or remove the stale .lock") \
+            from None
     return path
 
 

@@ -14,7 +14,8 @@ pytestmark = pytest.mark.integration
     ("args", "code", "text"),
     [
         (["--cc", "8.x", "--dry-run"], 2, "'8.x' is not a compute capability"),
-        (["--cc", "8.6", "--torch", "2.99.9", "--dry-run"], 3, "torch 2.99.9 is not in the recipes"),
+        (["--cc", "8.6", "--torch", "2.99.9", "--dry-run"], 3,
+         "torch 2.99.9 is not in the recipes"),
         (["--dry-run"], 2, "no GPU architecture given"),
         (["--cc", "8.6", "--cpu", "--dry-run"], 2, "contradict"),
         (["--cc", "8.6", "--vision", "0.28.0", "--dry-run"], 4, "does not match torch 2.15.0"),

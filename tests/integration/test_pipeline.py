@@ -13,7 +13,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import CLI, base_env, dir_listing, fixture_args
+
+from conftest import base_env, dir_listing, fixture_args
 
 pytestmark = pytest.mark.integration
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from conftest import base_env, make_venv
 from gitrepos import FIXTURES, PROJECTS, _commit_all, _publish, git
 

@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from torchbuild.__main__ import build_parser
+from torchbuild.errors import CompatibilityError, UsageError
+from torchbuild.facts import Facts
+from torchbuild.options import resolve
+from torchbuild.plan import local_tag, make_plan, redirect_url, render
+from torchbuild.recipe import load_recipes
+
+FACTS = Facts(cores=16, mem_available_gb=60.0, swap_free_gb=0.0, machine="x86_64",
+              cuda_home="/usr/local/cuda", cuda_version="12.8", host_python="/usr/bin/python3",
+              host_python_version="3.11")
+
+
+def plan_for(*argv: str, facts: Facts = FACTS):
+    opts = resolve(vars(build_parser().parse_args(list(argv))), {"HOME": "/home/u"})
+    return make_plan(load_recipes(), opts, facts)
+
+
+def test_newest_default_plan():
+    p = plan_for("--cc", "8.6")
+    assert (p.torch_version, p.cuda, p.torch_label) == ("2.15.0", "13.2", "2.15.0+cu132.sm86")
+    assert [c.name for c in p.components] == ["torch", "vision", "audio"]
+    assert [s.id for s in p.steps] == ["deps-torch", "build-torch", "install-torch",
+                                       "build-vision", "install-vision", "build-audio",
+                                       "install-audio"]
+    build = p.steps[1]
+    assert build.env["TORCH_CUDA_ARCH_LIST"] == "8.6"
+    assert build.env["PYTORCH_BUILD_VERSION"] == "2.15.0+cu132.sm86"
+    assert build.argv[1:4] == ("-m", "pip", "wheel")
+    assert p.work_dir == Path("/home/u/.cache/torchbuild/work/torch-2.15.0-cu132")
+    assert p.steps[3].env["PYTORCH_VERSION"] == "2.15.0+cu132.sm86"
+    assert p.steps[3].env["FORCE_CUDA"] == "1"
+    assert "2.15.0+cu132.sm86" in render(p)
+
+
+def test_old_release_uses_setup_py_and_text():
+    p = plan_for("--cc", "7.5 8.6", "--torch", "1.9.1", "--cuda", "11.1", "--python", "3.9",
+                 "--env", "venv")
+    assert [c.name for c in p.components] == ["torch", "vision", "audio", "text"]
+    build = next(s for s in p.steps if s.id == "build-torch")
+    assert build.argv[1:3] == ("setup.py", "bdist_wheel")
+    assert build.env["USE_QNNPACK"] == "0"
+    assert build.env["CMAKE_POLICY_VERSION_MINIMUM"] == "3.5"   # CMake 4 vs old vendored deps
+    assert next(s for s in p.steps if s.id == "build-audio").env["BUILD_SOX"] == "0"
+    assert p.components[3].tag == "v0.10.1"
+    assert p.python_version == "3.9"
+
+
+@pytest.mark.parametrize("version", ["2.4.0", "2.6.0", "2.9.1", "2.12.1", "2.14.1"])
+def test_plans_across_releases(version):
+    p = plan_for("--cc", "8.6", "--torch", version)
+    comps = {c.name: c for c in p.components}
+    release = load_recipes().release(version)
+    assert comps["vision"].version == release.vision and "text" not in comps
+    assert p.cuda == release.default_cuda
+    era_pip = tuple(int(x) for x in version.split(".")[:2]) >= (2, 6)
+    assert (p.steps[1].argv[1] == "-m") == era_pip
+    deps = p.steps[0].argv
+    assert ("--group" in deps) == (tuple(int(x) for x in version.split(".")[:2]) >= (2, 13))
+
+
+def test_cpu_and_venv_plan():
+    p = plan_for("--cpu", "--env", "venv", "--torch", "2.9.1", "--audio", "none")
+    assert p.cuda is None and p.torch_label == "2.9.1+cpu"
+    assert [c.name for c in p.components] == ["torch", "vision"]
+    assert p.steps[1].env["USE_CUDA"] == "0" and "TORCH_CUDA_ARCH_LIST" not in p.steps[1].env
+    assert p.environment.backend == "venv"
+    assert "numpy" in p.environment.pip_requirements
+
+
+def test_venv_uses_system_toolkit_and_cuda_home():
+    p = plan_for("--cc", "8.6", "--env", "venv", "--torch", "2.9.1")
+    assert p.cuda == "12.8"
+    assert p.steps[1].env["CUDA_HOME"] == "/usr/local/cuda"
+
+
+def test_venv_without_toolkit_is_refused():
+    facts = Facts(**{**FACTS.__dict__, "cuda_home": None, "cuda_version": None})
+    with pytest.raises(UsageError, match="no CUDA toolkit found"):
+        plan_for("--cc", "8.6", "--env", "venv", facts=facts)
+
+
+def test_companion_mismatch_and_force():
+    with pytest.raises(CompatibilityError, match="its vision is 0.24.1 \\(tag v0.24.1\\)"):
+        plan_for("--cc", "8.6", "--torch", "2.9.1", "--vision", "0.23.0")
+    p = plan_for("--cc", "8.6", "--torch", "2.9.1", "--vision", "0.23.0", "--force")
+    assert next(c for c in p.components if c.name == "vision").tag == "v0.23.0"
+
+
+def test_user_set_and_jobs():
+    p = plan_for("--cc", "8.6", "--set", "USE_FLASH_ATTENTION=0", "--jobs", "3")
+    assert p.steps[1].env["USE_FLASH_ATTENTION"] == "0"
+    assert p.steps[1].env["MAX_JOBS"] == "3" and p.jobs_reason == "--jobs"
+
+
+def test_redirect_and_labels():
+    assert redirect_url("https://github.com/pytorch/vision.git", "file:///m/") == \
+        "file:///m/pytorch/vision.git"
+    assert redirect_url("git@github.com:pytorch/audio.git", "https://git.corp") == \
+        "https://git.corp/pytorch/audio.git"
+    assert redirect_url("https://github.com/pytorch/vision.git", None) == \
+        "https://github.com/pytorch/vision.git"
+    from torchbuild.cc import parse_cc
+
+    assert local_tag("12.8", parse_cc("8.6 9.0+PTX")) == "cu128.sm86.sm90"
+    assert local_tag(None, ()) == "cpu"
+
+
+def test_plan_json_round_trips():
+    import json
+
+    data = plan_for("--cc", "8.6").to_json()
+    assert json.loads(json.dumps(data)) == data
+    assert data["schema_version"] == 1 and data["archs"] == ["8.6"]
