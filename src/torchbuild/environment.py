@@ -101,12 +101,14 @@ def _activate(spec: EnvSpec, base: dict[str, str], bin_dir: Path) -> dict[str, s
 
 
 def create(spec: EnvSpec, environ: Mapping[str, str], *, cache_dir: Path, offline: bool,
-           log_path: Path | None = None, cuda_home: str | None = None) -> BuildEnv:
+           log_path: Path | None = None, cuda_home: str | None = None,
+           conda_exe: str | None = None, refresh: bool = False) -> BuildEnv:
     base = base_environment(environ)
+    if spec.backend in {"conda", "conda-exe"}:
+        return _create_conda(spec, base, cache_dir=cache_dir, offline=offline,
+                             conda_exe=conda_exe, refresh=refresh)
     if cuda_home and spec.cuda:
         base["CUDA_HOME"] = cuda_home
-    if spec.backend in {"conda", "conda-exe"}:
-        return _create_conda(spec, base, cache_dir=cache_dir, offline=offline)
     if spec.backend == "venv":
         _create_venv(spec, base, offline, log_path)
     elif not spec.python.exists():
@@ -116,16 +118,20 @@ def create(spec: EnvSpec, environ: Mapping[str, str], *, cache_dir: Path, offlin
     return BuildEnv(spec.backend, spec.prefix, spec.python, env, tools=tool_versions(env))
 
 
-def _create_conda(spec: EnvSpec, base: dict[str, str], *, cache_dir: Path,
-                  offline: bool) -> BuildEnv:
+def _create_conda(spec: EnvSpec, base: dict[str, str], *, cache_dir: Path, offline: bool,
+                  conda_exe: str | None, refresh: bool) -> BuildEnv:
+    # The lock reaches --dist through BuildEnv.lock_path (artifacts.publish), atomically with
+    # the wheels, so the backends are not asked to copy it themselves.
     try:
         if spec.backend == "conda":
             from .conda_env import create_conda_env
 
-            return create_conda_env(spec, base, cache_dir=cache_dir, offline=offline)
+            return create_conda_env(spec, base, cache_dir=cache_dir, offline=offline,
+                                    refresh=refresh)
         from .conda_exe import create_conda_exe_env
 
-        return create_conda_exe_env(spec, base, cache_dir=cache_dir, conda_exe=None)
+        return create_conda_exe_env(spec, base, cache_dir=cache_dir, conda_exe=conda_exe,
+                                    offline=offline)
     except ImportError as exc:
         msg = f"the {spec.backend} backend is not available in this installation ({exc})"
         raise EnvironmentSetupError(msg, fix="use --env venv or --env existing") from None

@@ -89,7 +89,8 @@ def run_build(options: Options) -> int:
     build_env = environment.create(plan.environment, options.environ, cache_dir=plan.cache_dir,
                                    offline=options.offline,
                                    log_path=plan.logs_dir / "environment.log",
-                                   cuda_home=machine.cuda_home)
+                                   cuda_home=machine.cuda_home, conda_exe=options.conda_exe,
+                                   refresh=options.clean)
     log.step_end(ok=True)
     result = build.execute(plan, build_env)
     wheels = [result.wheels[c.name] for c in plan.components]

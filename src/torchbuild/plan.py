@@ -275,6 +275,10 @@ def _step_env(book: RecipeBook, comp: Component, release: Release, values: Mappi
            .items()}
     if cuda is not None and options.env in {"venv", "existing"} and facts.cuda_home:
         env["CUDA_HOME"] = facts.cuda_home
+    if options.env in {"conda", "conda-exe"}:
+        # The env's activation sets CMAKE_PREFIX_PATH with conda-forge's targets/<arch> CUDA
+        # layout in it; the recipe's plain {prefix} would hide those headers and libraries.
+        env.pop("CMAKE_PREFIX_PATH", None)
     if release.max_cmake_exclusive:
         # Lets CMake >= 4 configure tags whose vendored deps ask for cmake < 3.5 (pytorch#154096).
         env["CMAKE_POLICY_VERSION_MINIMUM"] = "3.5"

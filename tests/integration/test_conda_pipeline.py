@@ -1,0 +1,95 @@
+"""The full pipeline with the default conda backend, up to the first build step.
+
+The real `recipes/conda.toml` (CPU variant) is solved by py-rattler against a local channel of tiny
+stand-in packages carrying conda-forge's names; the env is locked, hash-checked, installed and
+activated by the pipeline itself; the first step then runs the env's (stand-in) python. A real
+build needs a real python, which the venv-backend tests cover.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conda_channel import Pkg, _sh, build_channel
+from conftest import base_env, dir_listing, fixture_args
+from gitrepos import RECIPES
+from torchbuild.conda_env import conda_specs_for
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _recipes(tmp: Path) -> Path:
+    """The fixture recipes + the project's real conda.toml, opened up for the 2.99 stand-in."""
+    d = tmp / "recipes"
+    shutil.copytree(RECIPES, d)
+    text = (REPO / "recipes" / "conda.toml").read_text()
+    text = text.replace('versions = ">=2.12,<2.16"', 'versions = ">=2.12"')
+    text = re.sub(r'(?m)^channels = \[.*\]$', "channels = []", text)
+    text = text.replace('"2.15" = ["3.11", "3.15"]', '"2.15" = ["3.11", "3.15"]\n"2.99" = '
+                        '["3.10", "3.14"]')
+    (d / "conda.toml").write_text(text)
+    return d
+
+
+def _version_for(constraint: str) -> str:
+    """A version that satisfies a simple MatchSpec constraint like '>=2024.2,<2025' or '14.*'."""
+    if not constraint:
+        return "1.0"
+    first = re.search(r"\d+(\.\d+)*", constraint)
+    assert first, constraint
+    return first.group(0) + (".0" if "." not in first.group(0) else "")
+
+
+def _stand_ins(specs: tuple[str, ...]) -> tuple[Pkg, ...]:
+    pkgs = []
+    for spec in specs:
+        name, _, constraint = spec.partition(" ")
+        files = {f"share/{name}/README": f"stand-in for {name}\n"}
+        exe: tuple[str, ...] = ()
+        if name == "python":
+            # The env's python: proves the first step ran inside the activated env.
+            files = {"bin/python": _sh('echo "stand-in python $*"; exit 3')}
+            exe = ("bin/python",)
+        pkgs.append(Pkg(name, _version_for(constraint), files, executables=exe))
+    return tuple(pkgs)
+
+
+def test_conda_backend_up_to_first_step(mirror_root, tmp_path):
+    root, _ = mirror_root
+    recipes = _recipes(tmp_path)
+    specs, _ = conda_specs_for("2.99.0", None, "3.11", recipe_dir=recipes)
+    assert "python 3.11.*" in specs and any(s.startswith("gxx_linux-64 ") for s in specs)
+    channel = tmp_path / "channel"
+    build_channel(channel, _stand_ins(specs))
+
+    args = fixture_args(root, tmp_path, "--env", "conda", "--cpu", "--python", "3.11",
+                        "--channel", channel.as_uri(), "--no-verify")
+    args[args.index("--recipe-dir") + 1] = str(recipes)
+    proc = subprocess.run([sys.executable, "-m", "torchbuild", *args], env=base_env(tmp_path),
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 12, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "step deps-torch failed" in proc.stderr
+    log = (tmp_path / "work" / "logs" / "01-deps-torch.log").read_text()
+    assert "stand-in python -m pip install" in log          # the env's python ran the step
+
+    env_link = tmp_path / "work" / "env"
+    assert env_link.is_symlink()
+    prefix = env_link.resolve()
+    assert prefix.parent == tmp_path / "cache" / "envs"
+    installed = {p.name.rsplit("-", 2)[0] for p in (prefix / "conda-meta").glob("*.json")}
+    assert {s.split(" ")[0] for s in specs} <= installed
+    locks = list((tmp_path / "cache" / "locks").glob("*.yml"))
+    assert locks, "the solve was not written as a conda-lock.yml"
+    lock = yaml.safe_load(locks[0].read_text())
+    assert lock["version"] == 1
+    assert all(p["hash"]["sha256"] for p in lock["package"])
+    assert dir_listing(tmp_path / "dist") == []               # failed build: nothing published
