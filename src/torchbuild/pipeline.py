@@ -13,22 +13,22 @@ from pathlib import Path
 from typing import Any
 
 from . import artifacts, build, environment, facts, sources
-from .cc import parse_cc
+from .cc import arch_list_env
 from .errors import TorchbuildError
+from .gpu import detect_archs
 from .logger import log
 from .options import Options, require_target
 from .plan import Plan, make_plan, render
+from .preflight import preflight_for_plan
 from .recipe import load_recipes
 
 
 def _detect_archs(options: Options) -> Options:
     if not options.cc_auto:
         return options
-    from .gpu import detect_cc  # issue #4
-
-    found = detect_cc(options.environ)
-    log.info(f"--cc auto: found compute capabilities {' '.join(found)}")
-    return dataclasses.replace(options, archs=parse_cc(" ".join(found)))
+    archs = detect_archs(options.environ)
+    log.info(f"--cc auto: found compute capabilities {arch_list_env(archs)}")
+    return dataclasses.replace(options, archs=archs)
 
 
 def _env_python(options: Options) -> str | None:
@@ -52,10 +52,6 @@ def prepare(options: Options) -> tuple[Plan, facts.Facts]:
 
 
 def _preflight(plan: Plan, options: Options, machine: facts.Facts) -> None:
-    try:
-        from .preflight import preflight_for_plan  # issue #4
-    except ImportError:
-        return
     preflight_for_plan(plan, options, machine)
 
 

@@ -20,6 +20,7 @@ from . import __version__
 from .cc import Arch, arch_list_env, arch_tag
 from .errors import CompatibilityError, UsageError
 from .facts import Facts, is_version
+from .jobs import heavy_cuda_kernels, max_jobs
 from .options import Options
 from .recipe import RecipeBook, Release
 
@@ -150,20 +151,12 @@ def with_label(version: str, tag: str) -> str:
     return f"{base}+{tag}"
 
 
-def default_jobs(facts: Facts, heavy: bool) -> tuple[int, str]:
-    """MAX_JOBS from RAM and cores. CUDA builds with flash-attention need ~5.5 GB per job."""
-    try:
-        from .jobs import max_jobs  # issue #4's fuller model, when present
-
-        decision = max_jobs(facts.mem_available_gb, facts.swap_free_gb, facts.cores, heavy)
-        return decision.jobs, decision.reasoning
-    except ImportError:
-        per_job = 5.5 if heavy else 2.5
-        budget = facts.mem_available_gb + 0.5 * facts.swap_free_gb - 4
-        by_ram = max(1, int(budget // per_job))
-        jobs = max(1, min(facts.cores, by_ram))
-        return jobs, (f"{facts.mem_available_gb:.0f} GiB available / {per_job} GiB per job "
-                      f"-> {by_ram}; {facts.cores} cores")
+def default_jobs(facts: Facts, options: Options, cuda: str | None) -> tuple[int, str]:
+    """MAX_JOBS from RAM and cores (jobs.py): flash-attention kernels need ~5.5 GB per job."""
+    heavy = heavy_cuda_kernels([a.major for a in options.archs], cuda is None, dict(options.set))
+    decision = max_jobs(facts.mem_available_gb, facts.swap_free_gb, facts.cores, heavy,
+                        cuda=cuda is not None)
+    return decision.jobs, decision.reasoning
 
 
 def _fill(template: str, values: Mapping[str, str]) -> str:
@@ -324,8 +317,8 @@ def make_plan(book: RecipeBook, options: Options, facts: Facts) -> Plan:
     work_dir = (options.work_dir or options.cache_dir / "work" /
                 f"torch-{release.version}-{tag.split('.')[0]}").expanduser()
     wheels_dir = work_dir / "wheels"
-    heavy = cuda is not None and any(a.major >= 8 for a in options.archs)
-    jobs, jobs_reason = (options.jobs, "--jobs") if options.jobs else default_jobs(facts, heavy)
+    jobs, jobs_reason = ((options.jobs, "--jobs") if options.jobs
+                         else default_jobs(facts, options, cuda))
     env_spec = _env_spec(book, release, options, facts, work_dir, python_version, cuda)
     components = tuple(
         Component(name, book.components[name].dist, version,

@@ -1,0 +1,67 @@
+"""Memory-aware MAX_JOBS: as many compile jobs as RAM allows, never more than the cores.
+
+ninja starts one job per CPU by default, and compiler processes, not CPUs, are what run out
+(pain.md FM-01/02): a plain C++ translation unit of torch needs 1-2 GB, the flash-attention /
+mem-efficient-attention CUDA kernels 4.5-5.3 GB each. The budgets below are the pain.md heuristic
+(an inference from pytorch/pytorch#124018: MAX_JOBS=5 is about the limit for 32 GB with those
+kernels).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+# GB per concurrent compile job.
+BUDGET_HEAVY_CUDA_GB = 5.5  # torch CUDA build with flash / mem-efficient attention kernels
+BUDGET_CUDA_GB = 2.5  # CUDA build with both attention features off, and companion CUDA code
+BUDGET_CPU_GB = 2.0  # plain C++ (CPU-only torch, companions without CUDA)
+# Left for the OS, the desktop and the linker that runs next to the compilers.
+RESERVE_GB = 4.0
+# Swap is slow but keeps the OOM killer away from short peaks: count half of it.
+SWAP_WEIGHT = 0.5
+
+
+@dataclass(frozen=True)
+class JobsDecision:
+    jobs: int
+    reasoning: str
+    budget_gb: float = 0.0
+    memory_limited: bool = False
+
+
+def job_budget_gb(heavy_cuda: bool, *, cuda: bool = True) -> float:
+    if heavy_cuda:
+        return BUDGET_HEAVY_CUDA_GB
+    return BUDGET_CUDA_GB if cuda else BUDGET_CPU_GB
+
+
+def max_jobs(mem_available_gb: float, swap_free_gb: float, cores: int, heavy_cuda: bool, *,
+             cuda: bool = True, requested: int | None = None) -> JobsDecision:
+    """``floor((MemAvailable + 0.5*SwapFree - 4 GB) / budget)`` clamped to [1, cores];
+    ``requested`` (``--jobs N``) wins but is still explained."""
+    budget = job_budget_gb(heavy_cuda, cuda=cuda)
+    usable = mem_available_gb + SWAP_WEIGHT * swap_free_gb - RESERVE_GB
+    by_mem = max(1, math.floor(usable / budget))
+    jobs = max(1, min(cores, by_mem))
+    kind = ("CUDA with flash/mem-efficient attention kernels" if heavy_cuda
+            else "CUDA" if cuda else "C++ only")
+    why = (f"{mem_available_gb:.1f} GB available + {SWAP_WEIGHT:g} x {swap_free_gb:.1f} GB swap "
+           f"- {RESERVE_GB:g} GB reserve = {usable:.1f} GB / {budget:g} GB per job ({kind}) "
+           f"-> {by_mem}; {cores} cores -> MAX_JOBS={jobs}")
+    if requested is not None:
+        note = "" if requested <= by_mem else f" (memory suggests at most {by_mem}: OOM risk)"
+        return JobsDecision(requested, f"--jobs {requested}{note}; computed: {why}", budget,
+                            requested > by_mem)
+    return JobsDecision(jobs, why, budget, by_mem < cores)
+
+
+def heavy_cuda_kernels(arch_majors: Sequence[int], cpu: bool,
+                       build_env: Mapping[str, str]) -> bool:
+    """Flash / mem-efficient attention kernels are compiled for sm_80+ unless switched off."""
+    if cpu or not any(m >= 8 for m in arch_majors):
+        return False
+    off = {"0", "OFF", "off", "false", "FALSE"}
+    return not (build_env.get("USE_FLASH_ATTENTION") in off
+                and build_env.get("USE_MEM_EFF_ATTENTION") in off)
