@@ -259,15 +259,46 @@ def render(reports: Sequence[Mapping[str, Any]], paths: Sequence[Path], doc: Pat
     return "\n".join([*lines, notes(reports), "", USAGE])
 
 
+README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def readme_block(reports: Sequence[Mapping[str, Any]], paths: Sequence[Path]) -> str:
+    """The README's performance section: the plain ladders, their command and date, the verdict."""
+    lines = [README_START, GENERATED.replace("this page", "this block"), "", verdict(reports), ""]
+    for report, path in zip(reports, paths, strict=True):
+        if report["ratios"]:
+            continue
+        lines += [f"`{report['command']}` — {report['created'][:10]}, {machine_line(report)}", "",
+                  *ladder_table(report), ""]
+    lines += ["All runs, the A/A `--compare` check and how to read them: "
+              "[docs/performance.md](docs/performance.md).", README_END]
+    return "\n".join(lines)
+
+
+def update_readme(readme: Path, block: str) -> None:
+    text = readme.read_text(encoding="utf-8")
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        msg = f"{readme} has no {README_START} ... {README_END} block"
+        raise SystemExit(msg)
+    readme.write_text(text[:start] + block + text[end + len(README_END):], encoding="utf-8")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("reports", nargs="+", type=Path, help="JSON from `bench --json`")
     parser.add_argument("--out", type=Path, default=Path("docs/performance.md"))
+    parser.add_argument("--readme", type=Path, default=None,
+                        help="also rewrite the bench block of this README")
     args = parser.parse_args(argv)
-    text = render(load(args.reports), args.reports, args.out)
+    reports = load(args.reports)
+    text = render(reports, args.reports, args.out)
     args.out.write_text(text, encoding="utf-8")
     print(f"wrote {args.out}")
+    if args.readme:
+        update_readme(args.readme, readme_block(reports, args.reports))
+        print(f"updated {args.readme}")
     return 0
 
 
