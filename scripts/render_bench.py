@@ -262,16 +262,16 @@ def render(reports: Sequence[Mapping[str, Any]], paths: Sequence[Path], doc: Pat
 README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
-def readme_block(reports: Sequence[Mapping[str, Any]], paths: Sequence[Path]) -> str:
+def readme_block(reports: Sequence[Mapping[str, Any]]) -> str:
     """The README's performance section: the plain ladders, their command and date, the verdict."""
     lines = [README_START, GENERATED.replace("this page", "this block"), "", verdict(reports), ""]
-    for report, path in zip(reports, paths, strict=True):
+    for report in reports:
         if report["ratios"]:
             continue
         lines += [f"`{report['command']}` — {report['created'][:10]}, {machine_line(report)}", "",
                   *ladder_table(report), ""]
-    lines += ["All runs, the A/A `--compare` check and how to read them: "
-              "[docs/performance.md](docs/performance.md).", README_END]
+    lines += [("All runs, the A/A `--compare` check and how to read them: "
+               "[docs/performance.md](docs/performance.md)."), README_END]
     return "\n".join(lines)
 
 
@@ -297,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.write_text(text, encoding="utf-8")
     print(f"wrote {args.out}")
     if args.readme:
-        update_readme(args.readme, readme_block(reports, args.reports))
+        update_readme(args.readme, readme_block(reports))
         print(f"updated {args.readme}")
     return 0
 
