@@ -54,7 +54,7 @@ def check_dist_writable(dist: Path) -> None:
         shutil.rmtree(stale, ignore_errors=True)   # left by a run that was killed mid-publish
 
 
-def _options_json(options: Options) -> dict[str, Any]:
+def options_json(options: Options) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, origin in options.origin.items():
         value = getattr(options, name)
@@ -71,7 +71,7 @@ def build_manifest(plan: Plan, options: Options, result: BuildResult, checkouts:
         "schema_version": MANIFEST_SCHEMA,
         "tool": {"name": "torchbuild", "version": __version__},
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "options": _options_json(options),
+        "options": options_json(options),
         "recipe": {"release": asdict(plan.release), "components": [asdict(c) for c in
                                                                     plan.components]},
         "sources": {name: {"url": c.url, "tag": c.tag, "commit": c.commit,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from .errors import TorchbuildError
 from .gpu import detect_archs
 from .logger import log
 from .options import Options, require_target
-from .plan import Plan, make_plan, render
+from .plan import Plan, make_plan, pin_commits, render
 from .preflight import preflight_for_plan
 from .recipe import load_recipes
 
@@ -65,8 +66,11 @@ def _verify(plan: Plan, options: Options, wheels: list[Path]) -> dict[str, Any] 
     return verify_for_plan(plan, options, wheels)
 
 
-def run_build(options: Options) -> int:
+def run_build(options: Options, *, pins: Mapping[str, str] | None = None) -> int:
+    """Build. ``pins`` ({component: commit}) makes the sources exact (replay of a manifest)."""
     plan, machine = prepare(options)
+    if pins:
+        plan = pin_commits(plan, pins)
     if options.dry_run:
         print(json.dumps(plan.to_json(), indent=2) if options.json else render(plan))
         return 0

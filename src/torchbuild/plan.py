@@ -17,10 +17,12 @@ from typing import Any
 from packaging.version import Version
 
 from . import __version__
-from .cc import Arch, arch_list_env, arch_tag
+from .cc import Arch, arch_list_env
+from .cmake_audit import configure_only_argv
 from .errors import CompatibilityError, UsageError
 from .facts import Facts, is_version
 from .jobs import heavy_cuda_kernels, max_jobs
+from .labels import companion_version, cuda_tag, version_label
 from .options import Options
 from .recipe import RecipeBook, Release
 
@@ -139,18 +141,6 @@ def redirect_url(url: str, mirror: str | None) -> str:
     return mirror.rstrip("/") + "/" + path.lstrip("/")
 
 
-def local_tag(cuda: str | None, archs: tuple[Arch, ...]) -> str:
-    """The local version label: ``cu128.sm86`` / ``cpu``. Says what the wheel is."""
-    if cuda is None:
-        return "cpu"
-    return f"cu{cuda.replace('.', '')}" + (f".{arch_tag(archs)}" if archs else "")
-
-
-def with_label(version: str, tag: str) -> str:
-    base = version.split("+", 1)[0]
-    return f"{base}+{tag}"
-
-
 def default_jobs(facts: Facts, options: Options, cuda: str | None) -> tuple[int, str]:
     """MAX_JOBS from RAM and cores (jobs.py): flash-attention kernels need ~5.5 GB per job."""
     heavy = heavy_cuda_kernels([a.major for a in options.archs], cuda is None, dict(options.set))
@@ -261,11 +251,19 @@ def _env_spec(book: RecipeBook, release: Release, options: Options, facts: Facts
                    channels=channels, lock=options.lock, cuda=cuda)
 
 
+def magma_available(env_spec: EnvSpec) -> bool:
+    """Only the conda env can bring MAGMA (conda-forge's ``magma``, for some CUDA versions)."""
+    return any(s.split(" ")[0] == "magma" for s in env_spec.conda_specs)
+
+
 def _step_env(book: RecipeBook, comp: Component, release: Release, values: Mapping[str, str],
               options: Options, cuda: str | None, facts: Facts) -> dict[str, str]:
     spec = book.components[comp.name]
     env = {k: _fill(v, values) for k, v in spec.env_values(release.version, cuda is not None)
            .items()}
+    if comp.name == "torch" and cuda is not None and values.get("magma") == "0":
+        # Said out loud instead of CMake quietly turning it off (and the audit then failing).
+        env["USE_MAGMA"] = "0"
     if cuda is not None and options.env in {"venv", "existing"} and facts.cuda_home:
         env["CUDA_HOME"] = facts.cuda_home
     if options.env in {"conda", "conda-exe"}:
@@ -294,6 +292,12 @@ def _component_steps(book: RecipeBook, comp: Component, src: SourceSpec, release
                           tuple(_fill(a, values) for a in deps), src.path, {},
                           f"install {comp.name} {comp.version}'s build requirements"))
     argv = tuple(_fill(a, values) for a in spec.build_argv(release.version, cuda is not None))
+    if spec.audit:
+        # Configure only, then audit CMakeCache.txt before the hours-long compile (#5).
+        cmd = configure_only_argv(release.version, values["python"])
+        steps.append(Step(f"configure-{comp.name}", "configure", comp.name, cmd.argv, src.path,
+                          {**env, **cmd.env}, f"configure {comp.dist} and audit the CMake "
+                          "cache"))
     steps.append(Step(f"build-{comp.name}", "build", comp.name, argv, src.path, env,
                       f"build {comp.dist} {comp.label} wheel", (wheels_dir / comp.name,)))
     steps.append(Step(f"install-{comp.name}", "install", comp.name,
@@ -305,24 +309,25 @@ def _component_steps(book: RecipeBook, comp: Component, src: SourceSpec, release
 
 def make_plan(book: RecipeBook, options: Options, facts: Facts) -> Plan:
     release = book.release(options.torch)
-    if options.torch_from_env and options.env not in {"existing"} and not facts.env_torch_version:
-        msg = "--torch-from-env needs a build environment that already has torch installed"
+    if options.torch_from_env and not facts.env_torch_version:
+        where = facts.env_python or "the build environment"
+        msg = f"--torch-from-env: there is no torch installed in {where}"
         raise UsageError(msg, fix="add --env existing --python /path/to/python (whose env has "
                          "torch), or drop --torch-from-env")
     cuda = _choose_cuda(release, options, facts)
     python_version = _choose_python(release, options, facts)
-    tag = local_tag(cuda, options.archs)
     torch_label = (facts.env_torch_version or release.version) if options.torch_from_env \
-        else with_label(release.version, tag)
+        else version_label(release.version, cuda, options.archs, cpu=cuda is None)
     work_dir = (options.work_dir or options.cache_dir / "work" /
-                f"torch-{release.version}-{tag.split('.')[0]}").expanduser()
+                f"torch-{release.version}-{cuda_tag(cuda) if cuda else 'cpu'}").expanduser()
     wheels_dir = work_dir / "wheels"
     jobs, jobs_reason = ((options.jobs, "--jobs") if options.jobs
                          else default_jobs(facts, options, cuda))
     env_spec = _env_spec(book, release, options, facts, work_dir, python_version, cuda)
     components = tuple(
         Component(name, book.components[name].dist, version,
-                  torch_label if name == "torch" else with_label(version, tag), ctag)
+                  torch_label if name == "torch" else companion_version(version, torch_label),
+                  ctag)
         for name, version, ctag in _companions(book, release, options))
     sources = tuple(
         SourceSpec(c.name, book.components[c.name].repo,
@@ -330,12 +335,18 @@ def make_plan(book: RecipeBook, options: Options, facts: Facts) -> Plan:
                    work_dir / "src" / c.name)
         for c in components)
     values = {"python": str(env_spec.python), "arch_list": arch_list_env(options.archs),
-              "jobs": str(jobs), "torch_version": torch_label, "prefix": str(env_spec.prefix)}
+              "jobs": str(jobs), "torch_version": torch_label, "prefix": str(env_spec.prefix),
+              "magma": "1" if magma_available(env_spec) else "0"}
     steps: list[Step] = []
     for comp, src in zip(components, sources, strict=True):
         steps += _component_steps(book, comp, src, release, values, options, cuda, facts,
                                   wheels_dir)
     warnings: list[str] = []
+    if cuda is not None and values["magma"] == "0" and "USE_MAGMA" not in dict(options.set) \
+            and not options.torch_from_env:
+        warnings.append(f"no MAGMA for CUDA {cuda} in the {env_spec.backend} env: building with "
+                        "USE_MAGMA=0 (slower GPU linear algebra); --set USE_MAGMA=1 with MAGMA "
+                        "on CMAKE_PREFIX_PATH to use your own")
     if not components:
         msg = "nothing to build: torch comes from the env and every companion is 'none'"
         raise UsageError(msg, fix="drop --torch-from-env or ask for a companion")
@@ -347,7 +358,8 @@ def make_plan(book: RecipeBook, options: Options, facts: Facts) -> Plan:
         work_dir=work_dir, dist=options.dist, cache_dir=options.cache_dir, release=release,
         torch_from_env=options.torch_from_env, offline=options.offline,
         warnings=tuple(warnings),
-        options={d: getattr(options, d) for d in ("cc", "cpu", "env", "jobs", "git_mirror")},
+        options={d: getattr(options, d) for d in ("cc", "cpu", "env", "jobs", "git_mirror",
+                                                  "clean", "allow_missing")},
     )
 
 

@@ -32,7 +32,8 @@ _RELEASE_KEYS = {
     "python_max": str, "cuda": list, "default_cuda": str, "cxx_std": int, "min_gcc": str,
     "min_cmake": str, "max_cmake_exclusive": str, "arch_syntax": str,
 }
-_COMPONENT_KEYS = {"repo": str, "dist": str, "deps": list, "build": list, "env": list}
+_COMPONENT_KEYS = {"repo": str, "dist": str, "deps": list, "build": list, "env": list,
+                   "audit": bool}
 _RULE_KEYS = {"when": dict, "argv": list, "values": dict}
 _WHEN_KEYS = {"torch": str, "cuda": bool, "machine": str}
 _VENV_RULE_KEYS = {"when": dict, "packages": list}
@@ -141,6 +142,7 @@ class ComponentSpec:
     deps: tuple[Rule, ...] = ()
     build: tuple[Rule, ...] = ()
     env: tuple[Rule, ...] = ()
+    audit: bool = False   # configure-only step + CMake cache audit before the compile
 
     def build_argv(self, torch_version: str, cuda: bool) -> tuple[str, ...]:
         rules = [r for r in self.build if r.applies(torch_version, cuda)]
@@ -253,6 +255,7 @@ def load_recipes(recipe_dir: Path | None = None) -> RecipeBook:
             deps=tuple(_parse_rule(r, f"{where}.deps") for r in raw.get("deps", [])),
             build=tuple(_parse_rule(r, f"{where}.build") for r in raw["build"]),
             env=tuple(_parse_rule(r, f"{where}.env") for r in raw.get("env", [])),
+            audit=raw.get("audit", False),
         )
     order = tuple(str(n) for n in comp["order"])
     missing = [n for n in order if n not in components]

@@ -48,7 +48,8 @@ def test_dry_run_json(cli):
     assert plan["torch_version"] == "2.9.1"
     assert plan["archs"] == ["7.5", "8.6"]
     assert [c["name"] for c in plan["components"]] == ["torch", "vision", "audio"]
-    assert plan["steps"][1]["env"]["TORCH_CUDA_ARCH_LIST"] == "7.5;8.6"
+    build = next(s for s in plan["steps"] if s["id"] == "build-torch")
+    assert build["env"]["TORCH_CUDA_ARCH_LIST"] == "7.5;8.6"
 
 
 def test_env_and_config_precedence(cli, tmp_path):

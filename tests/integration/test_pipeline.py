@@ -50,10 +50,10 @@ def test_wheels_and_manifest(built):
     tmp, commits, _ = built
     dist = tmp / "dist"
     names = dir_listing(dist)
-    assert names == ["torch-2.99.0+cu130.sm86.sm90-py3-none-any.whl",
-                     "torchaudio-2.99.0+cu130.sm86.sm90-py3-none-any.whl",
+    assert names == ["torch-2.99.0+cu130.sm86.sm90ptx-py3-none-any.whl",
+                     "torchaudio-2.99.0+cu130.sm86.sm90ptx-py3-none-any.whl",
                      "torchbuild-manifest.json",
-                     "torchvision-0.99.0+cu130.sm86.sm90-py3-none-any.whl"]
+                     "torchvision-0.99.0+cu130.sm86.sm90ptx-py3-none-any.whl"]
     manifest = json.loads((dist / "torchbuild-manifest.json").read_text())
     assert manifest["schema_version"] == 1
     assert manifest["sources"]["torch"]["commit"] == commits["pytorch@v2.99.0"]
@@ -86,9 +86,9 @@ def test_each_build_saw_its_flags_in_order(built):
     assert vision["env"]["FORCE_CUDA"] == "1"
     assert vision["env"]["TORCH_CUDA_ARCH_LIST"] == "8.6;9.0+PTX"
     # companions were built against the torch wheel built a moment before, in order
-    assert vision["torch_seen"] == audio["torch_seen"] == "2.99.0+cu130.sm86.sm90"
+    assert vision["torch_seen"] == audio["torch_seen"] == "2.99.0+cu130.sm86.sm90ptx"
     assert torch["time_ns"] < vision["time_ns"] < audio["time_ns"]
-    assert "Requires-Dist: torch==2.99.0+cu130.sm86.sm90" in _metadata(
+    assert "Requires-Dist: torch==2.99.0+cu130.sm86.sm90ptx" in _metadata(
         next(dist.glob("torchvision-*.whl")))
 
 

@@ -8,7 +8,7 @@ from torchbuild.__main__ import build_parser
 from torchbuild.errors import CompatibilityError, UsageError
 from torchbuild.facts import Facts
 from torchbuild.options import resolve
-from torchbuild.plan import local_tag, make_plan, redirect_url, render
+from torchbuild.plan import make_plan, redirect_url, render
 from torchbuild.recipe import load_recipes
 
 FACTS = Facts(cores=16, mem_available_gb=60.0, swap_free_gb=0.0, machine="x86_64",
@@ -25,16 +25,20 @@ def test_newest_default_plan():
     p = plan_for("--cc", "8.6")
     assert (p.torch_version, p.cuda, p.torch_label) == ("2.15.0", "13.2", "2.15.0+cu132.sm86")
     assert [c.name for c in p.components] == ["torch", "vision", "audio"]
-    assert [s.id for s in p.steps] == ["deps-torch", "build-torch", "install-torch",
-                                       "build-vision", "install-vision", "build-audio",
-                                       "install-audio"]
-    build = p.steps[1]
+    assert [s.id for s in p.steps] == ["deps-torch", "configure-torch", "build-torch",
+                                       "install-torch", "build-vision", "install-vision",
+                                       "build-audio", "install-audio"]
+    configure = p.steps[1]
+    assert configure.argv[1:] == ("setup.py", "build") and configure.env["CMAKE_ONLY"] == "1"
+    build = p.steps[2]
     assert build.env["TORCH_CUDA_ARCH_LIST"] == "8.6"
     assert build.env["PYTORCH_BUILD_VERSION"] == "2.15.0+cu132.sm86"
     assert build.argv[1:4] == ("-m", "pip", "wheel")
     assert p.work_dir == Path("/home/u/.cache/torchbuild/work/torch-2.15.0-cu132")
-    assert p.steps[3].env["PYTORCH_VERSION"] == "2.15.0+cu132.sm86"
-    assert p.steps[3].env["FORCE_CUDA"] == "1"
+    assert p.steps[4].env["PYTORCH_VERSION"] == "2.15.0+cu132.sm86"
+    assert p.steps[4].env["FORCE_CUDA"] == "1"
+    assert build.env["USE_MAGMA"] == "0"                 # conda-forge has no magma for 13.2
+    assert any("no MAGMA for CUDA 13.2" in w for w in p.warnings)
     assert "2.15.0+cu132.sm86" in render(p)
 
 
@@ -59,7 +63,11 @@ def test_plans_across_releases(version):
     assert comps["vision"].version == release.vision and "text" not in comps
     assert p.cuda == release.default_cuda
     era_pip = tuple(int(x) for x in version.split(".")[:2]) >= (2, 6)
-    assert (p.steps[1].argv[1] == "-m") == era_pip
+    build = next(s for s in p.steps if s.id == "build-torch")
+    assert (build.argv[1] == "-m") == era_pip
+    configure = next(s for s in p.steps if s.id == "configure-torch")
+    assert ("--cmake-only" in configure.argv) == (tuple(int(x) for x in version.split(".")[:2])
+                                                  < (2, 8))
     deps = p.steps[0].argv
     assert ("--group" in deps) == (tuple(int(x) for x in version.split(".")[:2]) >= (2, 13))
 
@@ -68,7 +76,8 @@ def test_cpu_and_venv_plan():
     p = plan_for("--cpu", "--env", "venv", "--torch", "2.9.1", "--audio", "none")
     assert p.cuda is None and p.torch_label == "2.9.1+cpu"
     assert [c.name for c in p.components] == ["torch", "vision"]
-    assert p.steps[1].env["USE_CUDA"] == "0" and "TORCH_CUDA_ARCH_LIST" not in p.steps[1].env
+    build = next(s for s in p.steps if s.id == "build-torch")
+    assert build.env["USE_CUDA"] == "0" and "TORCH_CUDA_ARCH_LIST" not in build.env
     assert p.environment.backend == "venv"
     assert "numpy" in p.environment.pip_requirements
 
@@ -76,7 +85,7 @@ def test_cpu_and_venv_plan():
 def test_venv_uses_system_toolkit_and_cuda_home():
     p = plan_for("--cc", "8.6", "--env", "venv", "--torch", "2.9.1")
     assert p.cuda == "12.8"
-    assert p.steps[1].env["CUDA_HOME"] == "/usr/local/cuda"
+    assert next(s for s in p.steps if s.id == "build-torch").env["CUDA_HOME"] == "/usr/local/cuda"
 
 
 def test_venv_without_toolkit_is_refused():
@@ -94,8 +103,9 @@ def test_companion_mismatch_and_force():
 
 def test_user_set_and_jobs():
     p = plan_for("--cc", "8.6", "--set", "USE_FLASH_ATTENTION=0", "--jobs", "3")
-    assert p.steps[1].env["USE_FLASH_ATTENTION"] == "0"
-    assert p.steps[1].env["MAX_JOBS"] == "3" and p.jobs_reason == "--jobs"
+    build = next(s for s in p.steps if s.id == "build-torch")
+    assert build.env["USE_FLASH_ATTENTION"] == "0"
+    assert build.env["MAX_JOBS"] == "3" and p.jobs_reason == "--jobs"
 
 
 def test_redirect_and_labels():
@@ -105,10 +115,11 @@ def test_redirect_and_labels():
         "https://git.corp/pytorch/audio.git"
     assert redirect_url("https://github.com/pytorch/vision.git", None) == \
         "https://github.com/pytorch/vision.git"
-    from torchbuild.cc import parse_cc
-
-    assert local_tag("12.8", parse_cc("8.6 9.0+PTX")) == "cu128.sm86.sm90"
-    assert local_tag(None, ()) == "cpu"
+    p = plan_for("--cc", "8.6 9.0+PTX", "--torch", "2.9.1", "--env", "venv")
+    assert p.torch_label == "2.9.1+cu128.sm86.sm90ptx"
+    assert [c.label for c in p.components] == ["2.9.1+cu128.sm86.sm90ptx",
+                                                "0.24.1+cu128.sm86.sm90ptx",
+                                                "2.9.1+cu128.sm86.sm90ptx"]
 
 
 def test_plan_json_round_trips():
