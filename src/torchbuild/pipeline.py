@@ -22,6 +22,7 @@ from .options import Options, require_target
 from .plan import Plan, make_plan, pin_commits, render
 from .preflight import preflight_for_plan
 from .recipe import load_recipes
+from .verify import verify_for_plan
 
 
 def _detect_archs(options: Options) -> Options:
@@ -58,10 +59,6 @@ def _preflight(plan: Plan, options: Options, machine: facts.Facts) -> None:
 
 def _verify(plan: Plan, options: Options, wheels: list[Path]) -> dict[str, Any] | None:
     if not options.verify:
-        return None
-    try:
-        from .verify import verify_for_plan  # issue #5
-    except ImportError:
         return None
     return verify_for_plan(plan, options, wheels)
 

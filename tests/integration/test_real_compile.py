@@ -37,7 +37,7 @@ def test_cpp_extension_through_pipeline(torch_venv, tmp_path):
     args = ["--recipe-dir", str(FIXTURES / "recipes-cppext"), "--git-mirror", f"file://{root}",
             "--env", "existing", "--python", str(torch_venv), "--torch-from-env", "--cpu",
             "--work-dir", str(tmp_path / "work"), "--cache-dir", str(tmp_path / "cache"),
-            "--dist", str(tmp_path / "dist"), "--no-verify"]
+            "--dist", str(tmp_path / "dist")]
     started = time.monotonic()
     proc = subprocess.run([str(Path(__import__("sys").executable)), "-m", "torchbuild", *args],
                           env=base_env(tmp_path), cwd=tmp_path, capture_output=True, text=True,
@@ -49,6 +49,9 @@ def test_cpp_extension_through_pipeline(torch_venv, tmp_path):
     assert "linux_x86_64" in wheels[0].name or "linux" in wheels[0].name
     manifest = json.loads((tmp_path / "dist" / "torchbuild-manifest.json").read_text())
     assert manifest["sources"]["vision"]["commit"] == commit
+    # the pipeline verified the wheel in a throwaway env before publishing it
+    assert manifest["verify"] is not None, proc.stdout[-3000:]
+    assert manifest["verify"]["ok"] is True
     print(f"\npipeline wall time for the real compile: {took:.1f}s")
 
     # A fresh venv: the real torch wheel + our wheel; call the operator from an empty directory.
