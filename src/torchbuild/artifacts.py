@@ -114,10 +114,12 @@ def publish(dist: Path, wheels: Sequence[Path], manifest: Mapping[str, Any],
 
 
 def print_summary(result: BuildResult, manifest: Mapping[str, Any], dist: Path) -> None:
-    rows = [[r.id, r.status, f"{r.duration_s:.1f}s"] for r in result.records]
+    rows = [[r.id, r.status, f"{r.duration_s:.1f}s",
+             f"{100 * r.cache_hit_rate:.0f}%" if r.cache_hit_rate is not None else "-"]
+            for r in result.records]
     if rows:
-        log.table(rows, ["step", "status", "time"])
-    wheel_rows = [[w["file"], f"{w['size'] / 1e6:.1f} MB", w["sha256"][:16]]
+        log.table(rows, ["step", "status", "time", "cache hits"])
+    wheel_rows = [[w["file"], f"{w['size'] / 1e6:.1f} MB", w["sha256"]]
                   for w in manifest["wheels"]]
     if wheel_rows:
         log.table(wheel_rows, ["wheel", "size", "sha256"])

@@ -271,15 +271,15 @@ def _run_all(plan: Plan, build_env: BuildEnv, state: RunState) -> BuildResult:
 def execute(plan: Plan, build_env: BuildEnv) -> BuildResult:
     plan.logs_dir.mkdir(parents=True, exist_ok=True)
     state = RunState(Stamps(plan.work_dir / "stamps"))
-    with locks.hold(locks.work_dir_lock_path(plan.work_dir), purpose=f"work dir {plan.work_dir}",
-                    timeout=WORK_DIR_LOCK_TIMEOUT_S):
-        if plan.options.get("clean"):
-            start_over(plan, build_env, state.stamps)
-        state.cache = _select_cache(plan, build_env)
-        started = (compiler_cache.start_server(state.cache, build_env.env)
-                   if state.cache else False)
-        try:
-            return _run_all(plan, build_env, state)
-        finally:
-            if started and state.cache is not None:
-                compiler_cache.stop_server(state.cache, build_env.env)
+    # Kept until the process exits: the sources stage claimed the same lock (a no-op then).
+    locks.claim(locks.work_dir_lock_path(plan.work_dir), purpose=f"work dir {plan.work_dir}",
+                timeout=WORK_DIR_LOCK_TIMEOUT_S)
+    if plan.options.get("clean"):
+        start_over(plan, build_env, state.stamps)
+    state.cache = _select_cache(plan, build_env)
+    started = compiler_cache.start_server(state.cache, build_env.env) if state.cache else False
+    try:
+        return _run_all(plan, build_env, state)
+    finally:
+        if started and state.cache is not None:
+            compiler_cache.stop_server(state.cache, build_env.env)

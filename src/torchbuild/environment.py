@@ -67,7 +67,7 @@ def _spec_digest(spec: EnvSpec) -> str:
 
 
 def _create_venv(spec: EnvSpec, base: dict[str, str], offline: bool,
-                 log_path: Path | None) -> None:
+                 log_path: Path | None, cache_dir: Path) -> None:
     marker = spec.prefix / _MARKER
     digest = _spec_digest(spec)
     if marker.is_file() and json.loads(marker.read_text()).get("digest") == digest:
@@ -79,8 +79,9 @@ def _create_venv(spec: EnvSpec, base: dict[str, str], offline: bool,
         run([spec.base_python or "python3", "-m", "venv", str(spec.prefix)], env=base,
             log_path=log_path, echo=log.detail)
         if spec.pip_requirements:
-            pip = [str(spec.python), "-m", "pip", "install", *(["--no-index"] if offline else []),
-                   *spec.pip_requirements]
+            # Offline, pip may only use what `torchbuild fetch` downloaded into the cache.
+            local = ["--no-index", "--find-links", str(cache_dir / "pip")] if offline else []
+            pip = [str(spec.python), "-m", "pip", "install", *local, *spec.pip_requirements]
             run(pip, env=base, log_path=log_path, echo=log.detail)
     except CommandFailed as exc:
         shutil.rmtree(spec.prefix, ignore_errors=True)
@@ -110,7 +111,7 @@ def create(spec: EnvSpec, environ: Mapping[str, str], *, cache_dir: Path, offlin
     if cuda_home and spec.cuda:
         base["CUDA_HOME"] = cuda_home
     if spec.backend == "venv":
-        _create_venv(spec, base, offline, log_path)
+        _create_venv(spec, base, offline, log_path, cache_dir)
     elif not spec.python.exists():
         msg = f"the interpreter {spec.python} does not exist"
         raise EnvironmentSetupError(msg, fix="pass --python /path/to/bin/python")

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from . import artifacts, build, environment, facts, sources
+from . import artifacts, build, environment, facts, locks, sources
 from .cc import arch_list_env
 from .errors import TorchbuildError
 from .gpu import detect_archs
@@ -73,6 +73,11 @@ def run_build(options: Options, *, pins: Mapping[str, str] | None = None) -> int
         return 0
     log.step("options")
     log.table(options.summary_rows(), ["option", "value", "from"])
+    for warning in plan.warnings:
+        log.warn(warning)
+    # One run per work dir: a second one fails in seconds (exit 17) naming the holder.
+    locks.claim(locks.work_dir_lock_path(plan.work_dir), purpose=f"work dir {plan.work_dir}",
+                timeout=5)
     _preflight(plan, options, machine)
     artifacts.check_dist_writable(plan.dist)
     log.step(f"sources ({len(plan.sources)} repositories)")

@@ -359,7 +359,7 @@ def make_plan(book: RecipeBook, options: Options, facts: Facts) -> Plan:
         torch_from_env=options.torch_from_env, offline=options.offline,
         warnings=tuple(warnings),
         options={d: getattr(options, d) for d in ("cc", "cpu", "env", "jobs", "git_mirror",
-                                                  "clean", "allow_missing")},
+                                                  "clean", "allow_missing", "compiler_cache")},
     )
 
 

@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urljoin
 
-from filelock import FileLock, Timeout
-
+from . import locks
 from .command import capture, probe, run
-from .errors import CommandFailed, LockTimeoutError, OfflineError, SourceError
+from .errors import CommandFailed, OfflineError, SourceError
 from .logger import log
 from .plan import SourceSpec, redirect_url
 
@@ -68,9 +67,47 @@ def _has_commit(repo: Path, rev: str, ctx: GitContext) -> str | None:
     return out[1].strip() if out and out[0] == 0 else None
 
 
-def _lock(path: Path) -> FileLock:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(path) + ".lock", timeout=600)
+# Mirror updates are short (a fetch); another run updating the same mirror is worth waiting for.
+MIRROR_LOCK_TIMEOUT_S = 600.0
+# A run that finds its work dir busy fails fast instead of waiting hours for another build.
+WORK_DIR_LOCK_TIMEOUT_S = 5.0
+OFFLINE_FIX = ("on a connected machine run `python -m torchbuild fetch` with the same options "
+               "(and --cache-dir), then copy the cache dir here")
+
+
+def _mirror_lock(path: Path) -> Path:
+    return path.with_name(path.name + ".lock")
+
+
+def _intact(path: Path, ref: str, ctx: GitContext) -> bool:
+    """``ref`` resolves *and* its commit and tree objects are readable (not just a ref name)."""
+    out = probe(["git", "-C", str(path), "cat-file", "-e", f"{ref}^{{tree}}"], env=ctx.env)
+    return bool(out and out[0] == 0)
+
+
+def corruption(path: Path, ctx: GitContext) -> str | None:
+    """Why the mirror at ``path`` is unusable, or None. Run only when something already failed:
+    ``fsck`` reads every object, which takes a while on pytorch."""
+    bare = probe(["git", "-C", str(path), "rev-parse", "--is-bare-repository"], env=ctx.env)
+    if not bare or bare[0] != 0 or bare[1].strip() != "true":
+        return "not a bare git repository"
+    fsck = probe(["git", "-C", str(path), "fsck", "--connectivity-only", "--no-dangling"],
+                 env=ctx.env, timeout=1800)
+    if fsck is None or fsck[0] != 0:
+        lines = (fsck[2] if fsck else "git fsck timed out").strip().splitlines()
+        return lines[0] if lines else "git fsck failed"
+    return None
+
+
+def _drop_if_corrupt(path: Path, ctx: GitContext) -> None:
+    problem = corruption(path, ctx) if path.is_dir() else None
+    if problem is None:
+        return
+    if ctx.offline:
+        msg = f"--offline: the mirror {path} is corrupted ({problem})"
+        raise OfflineError(msg, fix=OFFLINE_FIX)
+    log.warn(f"mirror {path} is corrupted ({problem}); cloning it again")
+    shutil.rmtree(path)
 
 
 def ensure_mirror(url: str, rev: str, ctx: GitContext, *, is_tag: bool) -> Path:
@@ -78,25 +115,21 @@ def ensure_mirror(url: str, rev: str, ctx: GitContext, *, is_tag: bool) -> Path:
     fetch_url = redirect_url(url, ctx.mirror_prefix)
     path = mirror_path(ctx.cache_dir, url)
     ref = f"refs/tags/{rev}" if is_tag else rev
-    try:
-        with _lock(path):
-            if path.is_dir() and _has_commit(path, ref, ctx):
-                return path
-            if ctx.offline:
-                what = f"tag {rev}" if is_tag else f"commit {rev}"
-                msg = f"--offline: {what} of {url} is not in the mirror cache ({path})"
-                raise OfflineError(msg, fix="on a connected machine run `python -m torchbuild "
-                                   "fetch` with the same options, then copy the cache dir")
-            _fetch_into(path, fetch_url, ctx)
-            if not _has_commit(path, ref, ctx):
-                what = f"tag {rev!r}" if is_tag else f"commit {rev}"
-                msg = f"{what} does not exist in {fetch_url}"
-                raise SourceError(msg, fix="check the version (`git ls-remote --tags "
-                                  f"{fetch_url}`), or the --git-mirror prefix")
-    except Timeout:
-        msg = f"another torchbuild holds the lock on {path} for over 10 minutes"
-        raise LockTimeoutError(msg, fix="wait for the other run, or remove the stale .lock") \
-            from None
+    with locks.hold(_mirror_lock(path), purpose=f"the mirror of {url}",
+                    timeout=MIRROR_LOCK_TIMEOUT_S):
+        if path.is_dir() and _intact(path, ref, ctx):
+            return path
+        _drop_if_corrupt(path, ctx)
+        if ctx.offline:
+            what = f"tag {rev}" if is_tag else f"commit {rev}"
+            msg = f"--offline: {what} of {url} is not in the mirror cache ({path})"
+            raise OfflineError(msg, fix=OFFLINE_FIX)
+        _fetch_into(path, fetch_url, ctx)
+        if not _has_commit(path, ref, ctx):
+            what = f"tag {rev!r}" if is_tag else f"commit {rev}"
+            msg = f"{what} does not exist in {fetch_url}"
+            raise SourceError(msg, fix="check the version (`git ls-remote --tags "
+                              f"{fetch_url}`), or the --git-mirror prefix")
     return path
 
 
@@ -167,6 +200,9 @@ def _absolute(url: str, parent_url: str) -> str:
     return url
 
 
+absolute_url = _absolute
+
+
 def update_submodules(repo: Path, parent_url: str, ctx: GitContext,
                       prefix: str = "") -> dict[str, str]:
     """Initialise every submodule (recursively) from local mirrors; return {path: commit}."""
@@ -187,10 +223,25 @@ def update_submodules(repo: Path, parent_url: str, ctx: GitContext,
     return recorded
 
 
+def _checkout_from_mirror(spec: SourceSpec, ctx: GitContext) -> str:
+    mirror = ensure_mirror(spec.url, spec.tag, ctx, is_tag=True)
+    try:
+        return _checkout_repo(mirror, spec.path, f"refs/tags/{spec.tag}", ctx)
+    except CommandFailed:
+        # Missing objects show up only when a checkout reads them: re-clone the mirror, once.
+        with locks.hold(_mirror_lock(mirror), purpose=f"the mirror of {spec.url}",
+                        timeout=MIRROR_LOCK_TIMEOUT_S):
+            if corruption(mirror, ctx) is None:
+                raise
+            _drop_if_corrupt(mirror, ctx)
+        shutil.rmtree(spec.path, ignore_errors=True)
+        mirror = ensure_mirror(spec.url, spec.tag, ctx, is_tag=True)
+        return _checkout_repo(mirror, spec.path, f"refs/tags/{spec.tag}", ctx)
+
+
 def checkout(spec: SourceSpec, ctx: GitContext) -> Checkout:
     """Clone ``spec`` at its tag via the mirror cache, verify the pin, bring in submodules."""
-    mirror = ensure_mirror(spec.url, spec.tag, ctx, is_tag=True)
-    commit = _checkout_repo(mirror, spec.path, f"refs/tags/{spec.tag}", ctx)
+    commit = _checkout_from_mirror(spec, ctx)
     if spec.commit and spec.commit != commit:
         msg = (f"{spec.name} tag {spec.tag} now points at {commit[:12]}, but the recorded build "
                f"used {spec.commit[:12]} (the tag was moved upstream)")
@@ -201,6 +252,18 @@ def checkout(spec: SourceSpec, ctx: GitContext) -> Checkout:
 
 
 def checkout_all(specs: tuple[SourceSpec, ...], ctx: GitContext) -> dict[str, Checkout]:
+    if specs:
+        # Checkouts live in <work dir>/src/<name>; the build stage claims the same lock.
+        work_dir = specs[0].path.parent.parent
+        locks.claim(locks.work_dir_lock_path(work_dir), purpose=f"work dir {work_dir}",
+                    timeout=WORK_DIR_LOCK_TIMEOUT_S)
+    if ctx.offline:
+        from .fetch import offline_missing  # late: fetch builds on this module
+
+        missing = offline_missing(specs, ctx)
+        if missing:
+            msg = "--offline: not in the mirror cache: " + "; ".join(missing)
+            raise OfflineError(msg, fix=OFFLINE_FIX)
     # Top-level repos in parallel too: the first build of a release is dominated by network time.
     with ThreadPoolExecutor(max_workers=4) as pool:
         done = list(pool.map(lambda s: checkout(s, ctx), specs))

@@ -13,7 +13,7 @@ export CUOBJDUMP
 } >"$OUT/machine.txt" 2>&1
 started=$(date +%s)
 python3 -m pytest -q -p no:cacheprovider -rA -s --basetemp=/tmp/tbgpu \
-  tests/gpu/test_gpu_verify.py >"$OUT/pytest.txt" 2>&1
+  tests/gpu/test_gpu_pipeline.py tests/gpu/test_gpu_verify.py >"$OUT/pytest.txt" 2>&1
 rc=$?
 echo "rc=$rc wall=$(( $(date +%s) - started ))s" >>"$OUT/pytest.txt"
 cat "$OUT/machine.txt"; tail -60 "$OUT/pytest.txt"
