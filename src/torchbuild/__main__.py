@@ -20,12 +20,12 @@ from .options import add_build_arguments, resolve
 # Verbs other than the default build: module name -> one-line help. Each module exposes
 # register(subparsers) and main(args, environ) -> int (docs/DEVELOPING.md).
 SUBCOMMANDS: dict[str, str] = {
-    "doctor": "doctor",
-    "verify": "verify",
-    "replay": "replay",
-    "fetch": "fetch",
-    "bench": "bench",
-    "docker": "docker",
+    "doctor": "what this machine can build: GPUs, driver, toolkits, compilers, RAM, disk, WSL2",
+    "verify": "check built wheels (or an installed torch) against what was asked for",
+    "replay": "rebuild from a torchbuild-manifest.json, listing changed inputs first",
+    "fetch": "fill the caches (git mirrors, packages) for a later --offline build",
+    "bench": "training speed ladder on this GPU; --compare two interpreters",
+    "docker": "the same build in a container: env | build | export | up",
 }
 
 
@@ -37,10 +37,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    verbs = "\n".join(f"  {name:<8} {text}" for name, text in SUBCOMMANDS.items())
     parser = _Parser(
         prog="torchbuild",
         description="Build PyTorch and its companions (torchvision, torchaudio, torchtext) from "
         "source into wheels. `torchbuild --cc 8.6` builds the newest supported release.",
+        epilog=f"other commands (torchbuild COMMAND --help):\n{verbs}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"torchbuild {__version__}")
     add_build_arguments(parser)
@@ -50,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _subcommand_parser(verb: str) -> tuple[argparse.ArgumentParser, argparse.Namespace | None]:
     parser = _Parser(prog="torchbuild")
     subs = parser.add_subparsers(dest="verb", parser_class=_Parser)
-    module = importlib.import_module(f"torchbuild.{SUBCOMMANDS[verb]}")
+    module = importlib.import_module(f"torchbuild.{verb}")
     module.register(subs)
     return parser, None
 

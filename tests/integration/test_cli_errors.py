@@ -65,3 +65,17 @@ def test_env_and_config_precedence(cli, tmp_path):
     assert plan["torch_version"] == "2.9.1"      # config
     assert plan["jobs"] == 5                     # env beats config
     assert plan["archs"] == ["8.6"]              # CLI beats config
+
+
+@pytest.mark.parametrize("verb", ["doctor", "verify", "replay", "fetch", "bench", "docker"])
+def test_every_subcommand_has_help(cli, verb):
+    proc = cli(verb, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert f"torchbuild {verb}" in proc.stdout
+
+
+def test_top_level_help_lists_subcommands(cli):
+    proc = cli("--help")
+    assert proc.returncode == 0
+    for verb in ("doctor", "verify", "replay", "fetch", "bench", "docker"):
+        assert f"  {verb} " in proc.stdout
