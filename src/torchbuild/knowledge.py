@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from .errors import CompatibilityError, PreflightError, RecipeError, TorchbuildError
+from .recipe import Release, default_recipe_dir, load_releases
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -126,38 +127,8 @@ class CppExtFacts:
     supported: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class ReleaseFacts:
-    """One row of ``recipes/releases.toml``; same field names as ``recipe.Release`` so either can
-    be passed to the rules (they only read these attributes)."""
-
-    version: str
-    tag: str
-    python_min: str
-    python_max: str
-    cuda: tuple[str, ...]
-    default_cuda: str
-    cxx_std: int
-    min_gcc: str
-    min_cmake: str
-    max_cmake_exclusive: str
-    arch_syntax: str
-    vision: str = ""
-    vision_tag: str = ""
-    vision_pin: str = "exact"
-    audio: str = ""
-    audio_tag: str = ""
-    audio_pin: str = "exact"
-    text: str = ""
-    text_tag: str = ""
-
-    def companion(self, name: str) -> tuple[str, str]:
-        """(version, tag); ("", "") when this release has no such companion."""
-        return getattr(self, name, ""), getattr(self, f"{name}_tag", "")
-
-
 class ReleaseLike(Protocol):
-    """What the rules read of a release (``ReleaseFacts`` or ``recipe.Release``)."""
+    """What the rules read of a release (``recipe.Release`` or a stand-in in tests)."""
 
     @property
     def version(self) -> str: ...
@@ -192,9 +163,9 @@ class Knowledge:
     cuda: Mapping[str, CudaFacts]
     cmake_regex: Mapping[str, str]
     cpp_extension: Mapping[str, CppExtFacts]
-    releases: Mapping[str, ReleaseFacts] = field(default_factory=dict)
+    releases: Mapping[str, Release] = field(default_factory=dict)
 
-    def release(self, torch_version: str) -> ReleaseFacts:
+    def release(self, torch_version: str) -> Release:
         try:
             return self.releases[torch_version]
         except KeyError:
@@ -207,15 +178,6 @@ class Knowledge:
 
     def cpp_ext(self, torch_version: str) -> CppExtFacts | None:
         return self.cpp_extension.get(minor_of(torch_version))
-
-
-def default_recipe_dir() -> Path:
-    """``torchbuild/recipes`` inside a wheel, else the checkout's ``recipes/``."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "recipes", here.parents[1] / "recipes"):
-        if (candidate / "cuda.toml").is_file():
-            return candidate
-    return here.parents[1] / "recipes"
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -237,34 +199,21 @@ def _cuda_facts(version: str, row: Mapping[str, Any]) -> CudaFacts:
                      bool(row.get("verified", False)))
 
 
-def release_facts(version: str, row: Mapping[str, Any]) -> ReleaseFacts:
-    """Build the rules' view of a ``[releases."X.Y.Z"]`` table."""
-    fields = ReleaseFacts.__dataclass_fields__
-    values = {k: v for k, v in row.items() if k in fields}
-    try:
-        values["cuda"] = tuple(row["cuda"])
-        values.setdefault("default_cuda", row["cuda"][-1] if row["cuda"] else "")
-        return ReleaseFacts(version=version, **values)
-    except (KeyError, TypeError) as exc:
-        msg = f"releases.toml: [releases.\"{version}\"] is incomplete: {exc}"
-        raise RecipeError(msg, fix="add the key (see recipes/releases.toml)") from None
-
-
 @cache
 def load_knowledge(recipe_dir: Path | None = None) -> Knowledge:
     """Read cuda.toml, archsyntax.toml and releases.toml (cached per directory)."""
     base = recipe_dir or default_recipe_dir()
     cuda = _read_toml(base / "cuda.toml")["cuda"]
     syntax = _read_toml(base / "archsyntax.toml")
-    releases_path = base / "releases.toml"
-    releases = _read_toml(releases_path).get("releases", {}) if releases_path.exists() else {}
+    # The same validated Release objects the planner uses (recipe.py owns releases.toml).
+    releases = load_releases(base)[1] if (base / "releases.toml").exists() else {}
     return Knowledge(
         cuda={v: _cuda_facts(v, row) for v, row in cuda.items()},
         cmake_regex={k: v["regex"] for k, v in syntax["cmake_arch_regex"].items()},
         cpp_extension={m: CppExtFacts(m, tuple((a, b) for a, b in t["named"]),
                                       tuple(t["supported"]))
                        for m, t in syntax["cpp_extension"].items()},
-        releases={v: release_facts(v, row) for v, row in releases.items()},
+        releases=releases,
     )
 
 

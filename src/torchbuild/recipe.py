@@ -229,9 +229,9 @@ def _parse_release(version: str, raw: Any, where: str) -> Release:
     return Release(version=version, **fields)
 
 
-def load_recipes(recipe_dir: Path | None = None) -> RecipeBook:
-    base = recipe_dir or default_recipe_dir()
-    rel_path, comp_path = base / "releases.toml", base / "components.toml"
+def load_releases(recipe_dir: Path) -> tuple[str, dict[str, Release]]:
+    """(newest, {version: Release}) from ``releases.toml`` alone, validated."""
+    rel_path = recipe_dir / "releases.toml"
     rel = _load_toml(rel_path)
     _check_keys(rel, {"schema_version": int, "newest": str, "releases": dict}, str(rel_path),
                 required=("newest", "releases"))
@@ -240,6 +240,13 @@ def load_recipes(recipe_dir: Path | None = None) -> RecipeBook:
     if rel["newest"] not in releases:
         msg = f"{rel_path}: newest = {rel['newest']!r} has no [releases] entry"
         raise RecipeError(msg, fix="add the release or correct `newest`")
+    return rel["newest"], releases
+
+
+def load_recipes(recipe_dir: Path | None = None) -> RecipeBook:
+    base = recipe_dir or default_recipe_dir()
+    comp_path = base / "components.toml"
+    newest, releases = load_releases(base)
     comp = _load_toml(comp_path)
     _check_keys(comp, {"schema_version": int, "order": list, "components": dict},
                 str(comp_path), required=("order", "components"))
@@ -269,4 +276,4 @@ def load_recipes(recipe_dir: Path | None = None) -> RecipeBook:
                     str(base / "venv.toml"))
         venv = tuple(_parse_rule(r, f"{base / 'venv.toml'}: requirements", _VENV_RULE_KEYS)
                      for r in raw_venv.get("requirements", []))
-    return RecipeBook(base, rel["newest"], releases, order, components, venv)
+    return RecipeBook(base, newest, releases, order, components, venv)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .artifacts import options_json, sha256_file
 from .errors import IntegrityError, UsageError
 from .logger import log
 from .options import Options
@@ -164,19 +165,9 @@ def recorded_lock(manifest: Mapping[str, Any], manifest_path: Path) -> Path | No
     return path
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def current_doc(plan: Plan, options: Options, lock: Path | None,
                 toolchain: Mapping[str, str]) -> dict[str, Any]:
     """What this torchbuild would build now, in the manifest's shape (inputs only)."""
-    from .artifacts import options_json
-
     return {
         "tool": {"version": __version__},
         "options": options_json(options),
