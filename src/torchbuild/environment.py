@@ -122,20 +122,17 @@ def create(spec: EnvSpec, environ: Mapping[str, str], *, cache_dir: Path, offlin
 def _create_conda(spec: EnvSpec, base: dict[str, str], *, cache_dir: Path, offline: bool,
                   conda_exe: str | None, refresh: bool) -> BuildEnv:
     # The lock reaches --dist through BuildEnv.lock_path (artifacts.publish), atomically with
-    # the wheels, so the backends are not asked to copy it themselves.
-    try:
-        if spec.backend == "conda":
-            from .conda_env import create_conda_env
+    # the wheels, so the backends are not asked to copy it themselves. Imported here: the conda
+    # modules import this one.
+    if spec.backend == "conda":
+        from .conda_env import create_conda_env
 
-            return create_conda_env(spec, base, cache_dir=cache_dir, offline=offline,
-                                    refresh=refresh)
-        from .conda_exe import create_conda_exe_env
+        return create_conda_env(spec, base, cache_dir=cache_dir, offline=offline,
+                                refresh=refresh)
+    from .conda_exe import create_conda_exe_env
 
-        return create_conda_exe_env(spec, base, cache_dir=cache_dir, conda_exe=conda_exe,
-                                    offline=offline)
-    except ImportError as exc:
-        msg = f"the {spec.backend} backend is not available in this installation ({exc})"
-        raise EnvironmentSetupError(msg, fix="use --env venv or --env existing") from None
+    return create_conda_exe_env(spec, base, cache_dir=cache_dir, conda_exe=conda_exe,
+                                offline=offline)
 
 
 _VERSION = re.compile(r"(\d+\.\d+(?:\.\d+)?)")

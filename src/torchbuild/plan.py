@@ -237,16 +237,13 @@ def _env_spec(book: RecipeBook, release: Release, options: Options, facts: Facts
         reqs = book.venv_packages(release.version, cuda is not None, facts.machine)
         return EnvSpec("venv", prefix, python, python_version, pip_requirements=reqs, cuda=cuda,
                        base_python=base or facts.host_python)
-    specs: tuple[str, ...] = ()
     channels: tuple[str, ...] = tuple(options.channel)
-    try:
-        from .conda_env import conda_specs_for  # issue #3
+    # Imported here: conda_env -> environment -> plan would be a cycle at module level.
+    from .conda_env import conda_specs_for
 
-        specs, recipe_channels = conda_specs_for(release.version, cuda, python_version,
-                                                 recipe_dir=book.path)
-        channels = (*channels, *[c for c in recipe_channels if c not in channels])
-    except ImportError:
-        pass
+    specs, recipe_channels = conda_specs_for(release.version, cuda, python_version,
+                                             recipe_dir=book.path)
+    channels = (*channels, *[c for c in recipe_channels if c not in channels])
     return EnvSpec(options.env, prefix, python, python_version, conda_specs=specs,
                    channels=channels, lock=options.lock, cuda=cuda)
 
