@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from gitrepos import PROJECTS
 from torchbuild.cc import parse_cc
 from torchbuild.command import capture
 from torchbuild.verify import (
@@ -31,31 +33,6 @@ pytestmark = pytest.mark.gpu
 
 torch = pytest.importorskip("torch")
 CC = os.environ.get("TORCHBUILD_GPU_CC", "9.0")
-
-SETUP = """
-from setuptools import setup
-from torch.utils.cpp_extension import BuildExtension, CUDAExtension
-setup(name="tbgpu", version="1.0", packages=["tbgpu"],
-      ext_modules=[CUDAExtension("tbgpu._C", ["csrc/add_one.cu"])],
-      cmdclass={"build_ext": BuildExtension})
-"""
-KERNEL = r"""
-#include <torch/extension.h>
-__global__ void add_one_kernel(float* x, int64_t n) {
-  int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
-  if (i < n) x[i] += 1.0f;
-}
-at::Tensor add_one(at::Tensor x) {
-  TORCH_CHECK(x.is_cuda() && x.scalar_type() == at::kFloat, "float CUDA tensor expected");
-  auto y = x.contiguous().clone();
-  int64_t n = y.numel();
-  add_one_kernel<<<(n + 255) / 256, 256>>>(y.data_ptr<float>(), n);
-  return y;
-}
-TORCH_LIBRARY(tbgpu, m) { m.def("add_one(Tensor x) -> Tensor"); }
-TORCH_LIBRARY_IMPL(tbgpu, CUDA, m) { m.impl("add_one", &add_one); }
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {}
-"""
 
 
 def _keep(name: str, report: VerifyReport) -> None:
@@ -76,12 +53,9 @@ def _env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def ext_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    src = tmp_path_factory.mktemp("tbgpu")
-    (src / "csrc").mkdir()
-    (src / "tbgpu").mkdir()
-    (src / "setup.py").write_text(SETUP)
-    (src / "csrc" / "add_one.cu").write_text(KERNEL)
-    (src / "tbgpu" / "__init__.py").write_text("import torch\nfrom . import _C  # noqa: F401\n")
+    # The same CUDA extension the pipeline GPU test builds (tests/fixtures/projects/cudaext).
+    src = tmp_path_factory.mktemp("tbgpu") / "cudaext"
+    shutil.copytree(PROJECTS / "cudaext", src)
     env = {**_env(), "TORCH_CUDA_ARCH_LIST": CC, "MAX_JOBS": "8"}
     started = time.monotonic()
     capture([sys.executable, "-m", "pip", "wheel", ".", "--no-build-isolation", "--no-deps",
