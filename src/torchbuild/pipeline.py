@@ -20,7 +20,7 @@ from .gpu import detect_archs
 from .logger import log
 from .options import Options, require_target
 from .plan import Plan, make_plan, pin_commits, render
-from .preflight import preflight_for_plan
+from .preflight import preflight_for_plan, request_problems
 from .recipe import load_recipes
 from .verify import verify_for_plan
 
@@ -70,6 +70,10 @@ def run_build(options: Options, *, pins: Mapping[str, str] | None = None) -> int
         plan = pin_commits(plan, pins)
     if options.dry_run:
         print(json.dumps(plan.to_json(), indent=2) if options.json else render(plan))
+        # The request-level checks cost nothing: say now what a real run would refuse.
+        for finding in request_problems(plan, options):
+            fix = f" (fix: {finding.fix})" if finding.fix else ""
+            log.warn(f"{finding.check}: {finding.message}{fix}")
         return 0
     log.step("options")
     log.table(options.summary_rows(), ["option", "value", "from"])

@@ -475,3 +475,10 @@ def preflight_for_plan(plan: Plan, options: Options, _machine: object = None) ->
     preflight probes go deeper)."""
     log.step("preflight")
     return run_preflight(request_for_plan(plan, options), force=options.force)
+
+
+def request_problems(plan: Plan, options: Options) -> list[Finding]:
+    """The pure, request-level checks (no probing): what ``--dry-run`` reports beside the plan."""
+    request = request_for_plan(plan, options)
+    kn = load_knowledge(knowledge_dir(request.recipe_dir))
+    return [f for f in request_findings(request, kn) if f.level != "ok"]

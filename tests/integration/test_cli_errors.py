@@ -79,3 +79,10 @@ def test_top_level_help_lists_subcommands(cli):
     assert proc.returncode == 0
     for verb in ("doctor", "verify", "replay", "fetch", "bench", "docker"):
         assert f"  {verb} " in proc.stdout
+
+
+def test_dry_run_reports_what_a_real_run_would_refuse(cli):
+    proc = cli("--cc", "6.1", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert "torch 2.15.0+cu132.sm61" in proc.stdout
+    assert "CUDA 13.2 cannot compile compute capability 6.1" in proc.stderr
