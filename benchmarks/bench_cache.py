@@ -28,15 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
+from conftest import make_venv  # noqa: E402
 from resumerepos import cppext_args, make_cppext_server  # noqa: E402
-
-
-def _venv(tmp: Path) -> Path:
-    subprocess.run([sys.executable, "-m", "venv", str(tmp / "venv")], check=True)
-    python = tmp / "venv" / "bin" / "python"
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                    "torch==2.13.0", "setuptools", "wheel", "ninja"], check=True)
-    return python
 
 
 def build(args: list[str], tmp: Path) -> tuple[float, float, float | None]:
@@ -67,7 +60,8 @@ def main() -> int:
     warm: list[tuple[float, float, float | None]] = []
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as name:
         tmp = Path(name)
-        python = opts.python or _venv(tmp)
+        python = opts.python or make_venv(tmp / "venv", "torch==2.13.0", "setuptools", "wheel",
+                                          "ninja")
         root = tmp / "srv"
         make_cppext_server(root, extra_units=opts.extra_units)
         for n in range(opts.repeats):

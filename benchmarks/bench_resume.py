@@ -23,15 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
+from conftest import make_venv  # noqa: E402
 from resumerepos import cli_args, make_resume_server, write_recipes  # noqa: E402
-
-
-def _venv(tmp: Path) -> Path:
-    subprocess.run([sys.executable, "-m", "venv", str(tmp / "venv")], check=True)
-    python = tmp / "venv" / "bin" / "python"
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                    "setuptools", "wheel", "ninja"], check=True)
-    return python
 
 
 def _run(args: list[str], tmp: Path) -> float:
@@ -53,7 +46,7 @@ def main() -> int:
     opts = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-resume-") as name:
         tmp = Path(name)
-        python = opts.python or _venv(tmp)
+        python = opts.python or make_venv(tmp / "venv", "setuptools", "wheel", "ninja")
         root = tmp / "srv"
         make_resume_server(root, delay="0")
         args = cli_args(root, write_recipes(tmp / "recipes"), tmp, python)
