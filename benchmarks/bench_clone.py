@@ -5,7 +5,7 @@ The fixture upstream looks like pytorch in the way that matters: a long history 
 incompressible changes (the pack) and a small tree at the tag (the checkout), plus a submodule
 with the same shape. Cold: empty cache -> mirror upstream + submodule, then check out. Cached:
 the mirrors exist -> a fresh work dir checked out from them (what a second build, `--clean`, or a
-build of another work dir does). Both go through torchbuild.sources.checkout, alternated.
+build of another work dir does). Both go through torchbuild.build.sources.checkout, alternated.
 
     python benchmarks/bench_clone.py [--repeats 3] [--history-mb 60]
 """

@@ -21,10 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from torchbuild import probes
 from torchbuild.cc import parse_cc
-from torchbuild.knowledge import load_knowledge
-from torchbuild.preflight import (
+from torchbuild.knowledge.rules import load_knowledge
+from torchbuild.machine import probes
+from torchbuild.machine.preflight import (
     PreflightRequest,
     compile_all,
     compile_each,

@@ -12,10 +12,11 @@ import time
 import traceback
 from collections.abc import Mapping, Sequence
 
-from . import __version__
-from .errors import Interrupted, TorchbuildError, UsageError
-from .logger import configure_from_environ, log
-from .options import add_build_arguments, resolve
+from torchbuild import __version__
+from torchbuild.errors import Interrupted, TorchbuildError, UsageError
+from torchbuild.logger import configure_from_environ, log
+from torchbuild.options import add_build_arguments, resolve
+from torchbuild.pipeline import run_build
 
 # Verbs other than the default build: module name -> one-line help. Each module exposes
 # register(subparsers) and main(args, environ) -> int (docs/DEVELOPING.md).
@@ -53,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _subcommand_parser(verb: str) -> tuple[argparse.ArgumentParser, argparse.Namespace | None]:
     parser = _Parser(prog="torchbuild")
     subs = parser.add_subparsers(dest="verb", parser_class=_Parser)
-    module = importlib.import_module(f"torchbuild.{verb}")
+    module = importlib.import_module(f"torchbuild.commands.{verb}")
     module.register(subs)
     return parser, None
 
@@ -67,8 +68,6 @@ def _dispatch(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     args = build_parser().parse_args(list(argv))
     options = resolve(vars(args), environ)
     configure_from_environ(options.verbosity, environ)
-    from .pipeline import run_build
-
     return run_build(options)
 
 

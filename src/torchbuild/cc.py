@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .errors import UsageError
+from torchbuild.errors import UsageError
 
 # CMake's names (select_compute_arch.cmake, the main torch build): SASS targets, PTX when '+PTX'.
 _NAMED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {

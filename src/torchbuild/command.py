@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import CommandFailed, Interrupted, MissingToolError
+from torchbuild.errors import CommandFailed, Interrupted, MissingToolError
 
 LineSink = Callable[[str], None]
 

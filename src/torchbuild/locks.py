@@ -17,7 +17,7 @@ from pathlib import Path
 
 import filelock
 
-from .errors import LockTimeoutError
+from torchbuild.errors import LockTimeoutError
 
 DEFAULT_TIMEOUT_S = 10.0
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cc import Arch, parse_cc
-from .errors import UsageError
+from torchbuild.cc import Arch, parse_cc
+from torchbuild.errors import UsageError
 
 if sys.version_info >= (3, 11):
     import tomllib

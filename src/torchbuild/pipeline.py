@@ -13,16 +13,21 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from . import artifacts, build, environment, facts, locks, sources
-from .cc import arch_list_env
-from .errors import TorchbuildError
-from .gpu import detect_archs
-from .logger import log
-from .options import Options, require_target
-from .plan import Plan, make_plan, pin_commits, render
-from .preflight import preflight_for_plan, request_problems
-from .recipe import load_recipes
-from .verify import verify_for_plan
+from torchbuild import locks
+from torchbuild.build import sources
+from torchbuild.build import steps as build
+from torchbuild.cc import arch_list_env
+from torchbuild.env import create as environment
+from torchbuild.errors import TorchbuildError
+from torchbuild.knowledge.recipe import load_recipes
+from torchbuild.logger import log
+from torchbuild.machine import facts
+from torchbuild.machine.gpu import detect_archs
+from torchbuild.machine.preflight import preflight_for_plan, request_problems
+from torchbuild.options import Options, require_target
+from torchbuild.plan import Plan, make_plan, pin_commits, render
+from torchbuild.proof import artifacts
+from torchbuild.proof.verify import verify_for_plan
 
 
 def _detect_archs(options: Options) -> Options:

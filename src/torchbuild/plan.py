@@ -16,15 +16,16 @@ from typing import Any
 
 from packaging.version import Version
 
-from . import __version__
-from .cc import Arch, arch_list_env
-from .cmake_audit import configure_only_argv
-from .errors import CompatibilityError, UsageError
-from .facts import Facts, is_version
-from .jobs import heavy_cuda_kernels, max_jobs
-from .labels import companion_version, cuda_tag, version_label
-from .options import Options
-from .recipe import RecipeBook, Release
+from torchbuild import __version__
+from torchbuild.cc import Arch, arch_list_env
+from torchbuild.errors import CompatibilityError, UsageError
+from torchbuild.knowledge.conda_specs import specs_from
+from torchbuild.knowledge.jobs import heavy_cuda_kernels, max_jobs
+from torchbuild.knowledge.labels import companion_version, cuda_tag, version_label
+from torchbuild.knowledge.recipe import RecipeBook, Release
+from torchbuild.machine.facts import Facts, is_version
+from torchbuild.options import Options
+from torchbuild.proof.cmake_audit import configure_only_argv
 
 PLAN_SCHEMA = 1
 # A pip constraint file that pins torch (corporate setups, CI images) would refuse the wheel we
@@ -238,11 +239,8 @@ def _env_spec(book: RecipeBook, release: Release, options: Options, facts: Facts
         return EnvSpec("venv", prefix, python, python_version, pip_requirements=reqs, cuda=cuda,
                        base_python=base or facts.host_python)
     channels: tuple[str, ...] = tuple(options.channel)
-    # Imported here: conda_env -> environment -> plan would be a cycle at module level.
-    from .conda_env import conda_specs_for
-
-    specs, recipe_channels = conda_specs_for(release.version, cuda, python_version,
-                                             recipe_dir=book.path)
+    specs, recipe_channels = specs_from(book.conda_recipe(), release.version, cuda,
+                                        python_version)
     channels = (*channels, *[c for c in recipe_channels if c not in channels])
     return EnvSpec(options.env, prefix, python, python_version, conda_specs=specs,
                    channels=channels, lock=options.lock, cuda=cuda)

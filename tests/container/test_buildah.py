@@ -17,10 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from torchbuild.conftest import REPO, Buildah
 
-from torchbuild import docker
-
-from .conftest import REPO, Buildah
+from torchbuild.commands import docker
 
 pytestmark = pytest.mark.container
 

@@ -20,7 +20,7 @@ import pytest
 from gitrepos import PROJECTS
 from torchbuild.cc import parse_cc
 from torchbuild.command import capture
-from torchbuild.verify import (
+from torchbuild.proof.verify import (
     KernelImageError,
     VerifyReport,
     VerifyRequest,

@@ -22,7 +22,7 @@ import pytest
 
 from torchbuild import command
 from torchbuild.cc import Arch, arch_list_env, parse_cc
-from torchbuild.knowledge import cpp_extension_accepts, load_knowledge
+from torchbuild.knowledge.rules import cpp_extension_accepts, load_knowledge
 
 pytestmark = pytest.mark.integration
 

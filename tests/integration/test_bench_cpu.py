@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from torchbuild import bench_worker
 from torchbuild.command import probe, run
 from torchbuild.errors import BenchError
+from torchbuild.resources import bench_worker
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,10 @@ from pathlib import Path
 import pytest
 
 from torchbuild.cc import parse_cc
-from torchbuild.cmake_audit import (
+from torchbuild.command import run
+from torchbuild.errors import ConfigureAuditError, UsageError
+from torchbuild.logger import log as logger
+from torchbuild.proof.cmake_audit import (
     AuditReport,
     RequestedFeatures,
     audit_cmake_cache,
@@ -25,9 +28,6 @@ from torchbuild.cmake_audit import (
     configure_only_argv,
     read_cmake_cache,
 )
-from torchbuild.command import run
-from torchbuild.errors import ConfigureAuditError, UsageError
-from torchbuild.logger import log as logger
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ import pytest
 from conftest import base_env as cli_env
 from resumerepos import cppext_args, make_cppext_server
 from torchbuild import command
-from torchbuild.compiler_cache import (
+from torchbuild.build.compiler_cache import (
     CacheStats,
     CompilerCache,
     probe_cuda,

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from torchbuild import command, conda_lock
-from torchbuild.conda_env import (
+from torchbuild import command
+from torchbuild.env import conda_lock
+from torchbuild.env.conda import (
     RattlerBackend,
     create_conda_env,
     install_into_conda,
@@ -41,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import conda_channel
 
 try:
-    from torchbuild.environment import EnvSpec
+    from torchbuild.env.create import EnvSpec
 except ImportError:  # EnvSpec lives in plan.py and is re-exported by environment.py
     from torchbuild.plan import EnvSpec
 
@@ -275,7 +276,7 @@ CHILD = """
 import sys
 from pathlib import Path
 sys.path.insert(0, {src!r})
-from torchbuild.conda_env import create_conda_env
+from torchbuild.env.conda import create_conda_env
 from torchbuild.plan import EnvSpec
 prefix = Path({work!r}) / "env"
 spec = EnvSpec(backend="conda", prefix=prefix, python=prefix / "bin/python", python_version="3.11",
@@ -413,7 +414,7 @@ def test_solver_subprocess_exits_cleanly(channel: Path, tmp_path: Path) -> None:
         import sys
         from pathlib import Path
         sys.path.insert(0, {str(SRC)!r})
-        from torchbuild.conda_env import RattlerBackend
+        from torchbuild.env.conda import RattlerBackend
         lock = RattlerBackend(cache_dir=Path(sys.argv[1])).solve(
             ["cmake-test", "ninja-test"], [{channel.as_uri()!r}], None)
         print(len(lock.packages))
@@ -487,7 +488,7 @@ CONDA_EXE = next((shutil.which(n) for n in ("micromamba", "mamba", "conda") if s
 
 @pytest.mark.skipif(CONDA_EXE is None, reason="no micromamba/mamba/conda on PATH")
 def test_conda_exe_backend_installs_the_same_lock(channel: Path, tmp_path: Path) -> None:
-    from torchbuild.conda_exe import create_conda_exe_env
+    from torchbuild.env.conda_exe import create_conda_exe_env
 
     spec = make_spec(tmp_path / "w1", ("cmake-test", "ninja-test"), (channel.as_uri(),))
     ours = create_conda_env(spec, base_env(), cache_dir=tmp_path / "c", offline=False)
@@ -501,7 +502,7 @@ def test_conda_exe_backend_installs_the_same_lock(channel: Path, tmp_path: Path)
 
 
 def test_conda_exe_missing_binary_is_a_clear_error(tmp_path: Path) -> None:
-    from torchbuild.conda_exe import find_conda_exe
+    from torchbuild.env.conda_exe import find_conda_exe
     from torchbuild.errors import MissingToolError
 
     with pytest.raises(MissingToolError) as err:

@@ -20,7 +20,7 @@ import yaml
 from conda_channel import Pkg, _sh, build_channel
 from conftest import base_env, dir_listing, fixture_args
 from gitrepos import RECIPES
-from torchbuild.conda_env import conda_specs_for
+from torchbuild.knowledge.conda_specs import conda_specs_for
 
 pytestmark = pytest.mark.integration
 

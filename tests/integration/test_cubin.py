@@ -18,9 +18,15 @@ import pytest
 
 from torchbuild.cc import parse_cc
 from torchbuild.command import capture
-from torchbuild.cubin import coverage, find_cuobjdump, list_device_code, may_have_device_code, scan
 from torchbuild.errors import MissingToolError
-from torchbuild.verify import (
+from torchbuild.proof.cubin import (
+    coverage,
+    find_cuobjdump,
+    list_device_code,
+    may_have_device_code,
+    scan,
+)
+from torchbuild.proof.verify import (
     KernelImageError,
     VerifyRequest,
     check_kernels,

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from torchbuild import probes
 from torchbuild.cc import parse_cc
 from torchbuild.errors import (
     CompatibilityError,
@@ -26,9 +25,10 @@ from torchbuild.errors import (
     MissingToolError,
     PreflightError,
 )
-from torchbuild.gpu import detect_archs, detect_cc
-from torchbuild.knowledge import gcc_ok, load_knowledge, vtuple
-from torchbuild.preflight import (
+from torchbuild.knowledge.rules import gcc_ok, load_knowledge, vtuple
+from torchbuild.machine import probes
+from torchbuild.machine.gpu import detect_archs, detect_cc
+from torchbuild.machine.preflight import (
     PreflightRequest,
     compile_one,
     gather_facts,

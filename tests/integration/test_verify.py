@@ -18,7 +18,9 @@ from packaging.requirements import Requirement
 
 from torchbuild.cc import parse_cc
 from torchbuild.command import capture
-from torchbuild.verify import (
+from torchbuild.commands.verify import main as verify_main
+from torchbuild.commands.verify import register
+from torchbuild.proof.verify import (
     ArchListError,
     CudaMismatchError,
     DependencyCheckError,
@@ -28,11 +30,9 @@ from torchbuild.verify import (
     compare_rows,
     make_throwaway_env,
     pip_check,
-    register,
     request_from_manifest,
     verify_wheels,
 )
-from torchbuild.verify import main as verify_main
 
 pytestmark = pytest.mark.integration
 

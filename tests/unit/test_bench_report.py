@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from torchbuild import bench
-from torchbuild import bench_worker as worker
+from torchbuild.commands import bench
 from torchbuild.errors import BenchError, UsageError
+from torchbuild.resources import bench_worker as worker
 
 CPU_ORDER = ["fp32", "bf16"]
 

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from rattler import MatchSpec, Version, VersionSpec
 
-from torchbuild import conda_lock
-from torchbuild.conda_env import conda_specs_for
-from torchbuild.conda_lock import CondaLock, LockedPackage
+from torchbuild.env import conda_lock
+from torchbuild.env.conda_lock import CondaLock, LockedPackage
 from torchbuild.errors import CompatibilityError, EnvironmentSetupError, RecipeError
+from torchbuild.knowledge.conda_specs import conda_specs_for
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from torchbuild.diagnose import (
+from torchbuild.build.diagnose import (
     SIGNATURES,
     diagnose,
     explain_failure,

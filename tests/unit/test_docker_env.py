@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from torchbuild import docker
+from torchbuild.commands import docker
 from torchbuild.errors import UsageError
 from torchbuild.options import resolve
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from torchbuild.jobs import heavy_cuda_kernels, max_jobs
+from torchbuild.knowledge.jobs import heavy_cuda_kernels, max_jobs
 
 
 @pytest.mark.parametrize(("mem", "swap", "cores", "heavy", "jobs"), [

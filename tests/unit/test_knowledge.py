@@ -13,7 +13,7 @@ import pytest
 
 from torchbuild.cc import Arch, parse_cc
 from torchbuild.errors import CompatibilityError, PreflightError
-from torchbuild.knowledge import (
+from torchbuild.knowledge.rules import (
     Finding,
     Knowledge,
     arch_vs_cmake,

@@ -6,7 +6,7 @@ from packaging.version import Version
 
 from torchbuild.cc import parse_cc
 from torchbuild.errors import UsageError
-from torchbuild.labels import (
+from torchbuild.knowledge.labels import (
     companion_version,
     cuda_tag,
     parse_label,

@@ -6,10 +6,10 @@ import pytest
 
 from torchbuild.__main__ import build_parser
 from torchbuild.errors import CompatibilityError, UsageError
-from torchbuild.facts import Facts
+from torchbuild.knowledge.recipe import load_recipes
+from torchbuild.machine.facts import Facts
 from torchbuild.options import resolve
 from torchbuild.plan import make_plan, redirect_url, render
-from torchbuild.recipe import load_recipes
 
 FACTS = Facts(cores=16, mem_available_gb=60.0, swap_free_gb=0.0, machine="x86_64",
               cuda_home="/usr/local/cuda", cuda_version="12.8", host_python="/usr/bin/python3",

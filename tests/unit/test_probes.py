@@ -8,13 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from torchbuild import probes
 from torchbuild.cc import parse_cc
-from torchbuild.doctor import utilization_verdict
+from torchbuild.commands.doctor import utilization_verdict
 from torchbuild.errors import GPUDetectionError
-from torchbuild.gpu import ccs_from_report
-from torchbuild.knowledge import load_knowledge
-from torchbuild.preflight import MachineFacts, PreflightRequest, resource_findings, wsl_findings
+from torchbuild.knowledge.rules import load_knowledge
+from torchbuild.machine import probes
+from torchbuild.machine.gpu import ccs_from_report
+from torchbuild.machine.preflight import (
+    MachineFacts,
+    PreflightRequest,
+    resource_findings,
+    wsl_findings,
+)
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "gpu-probes"
 H200 = FIX / "h200x2"

@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from torchbuild.progress import (
+from torchbuild.build.progress import (
     Eta,
     ProgressLine,
     StepRecord,

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from torchbuild.errors import RecipeError
-from torchbuild.recipe import default_recipe_dir, load_recipes
+from torchbuild.knowledge.recipe import default_recipe_dir, load_recipes
 
 REPO_RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 

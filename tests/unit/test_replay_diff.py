@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from torchbuild.errors import UsageError
-from torchbuild.replay import (
+from torchbuild.commands.replay import (
     Difference,
     compare_wheel_dirs,
     diff_inputs,
@@ -20,6 +19,7 @@ from torchbuild.replay import (
     replay_cli_values,
     snapshot,
 )
+from torchbuild.errors import UsageError
 
 
 def _manifest() -> dict[str, Any]:

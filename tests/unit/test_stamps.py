@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from torchbuild.stamps import (
+from torchbuild.build.stamps import (
     SCHEME_VERSION,
     Stamps,
     StepInputs,

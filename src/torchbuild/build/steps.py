@@ -1,0 +1,286 @@
+"""Execute the plan's steps in order: one log file per step, wheels moved out only on success.
+
+Resumable (issue #6): each step is stamped with a digest of its inputs (stamps.py). A re-run skips
+finished steps, continues an interrupted one in its existing build tree, and cleans a tree whose
+inputs changed, saying why. Compiles go through the compiler cache and show live progress; a
+failure shows the first real errors and the known causes (diagnose.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torchbuild import locks
+from torchbuild.build import compiler_cache
+from torchbuild.build.compiler_cache import CacheStats, CompilerCache
+from torchbuild.build.diagnose import explain_failure
+from torchbuild.build.progress import ProgressLine
+from torchbuild.build.stamps import Stamps, StampStatus, StepInputs, step_inputs
+from torchbuild.command import probe, run
+from torchbuild.env.buildenv import BuildEnv
+from torchbuild.errors import BuildStepError, CommandFailed
+from torchbuild.logger import log
+from torchbuild.plan import Plan, Step
+
+# A second run on the same work dir would interleave two builds in one tree: fail fast, naming it.
+WORK_DIR_LOCK_TIMEOUT_S = 5.0
+
+
+@dataclass
+class StepRecord:
+    id: str
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    cwd: str
+    duration_s: float = 0.0
+    status: str = "pending"     # pending | ok | skipped | failed
+    log: str = ""
+    cache_hit_rate: float | None = None   # compiler cache hits / cacheable compiles of this step
+    note: str = ""              # why it was skipped, continued or cleaned
+
+
+@dataclass
+class BuildResult:
+    records: list[StepRecord] = field(default_factory=list)
+    wheels: dict[str, Path] = field(default_factory=dict)
+
+
+def resolve_argv(step: Step, wheels: Mapping[str, Path]) -> tuple[str, ...]:
+    out = []
+    for arg in step.argv:
+        if arg.startswith("{wheel:") and arg.endswith("}"):
+            name = arg[len("{wheel:"):-1]
+            if name not in wheels:
+                msg = f"step {step.id} needs the {name} wheel, which was not built"
+                raise BuildStepError(msg, fix="re-run without --only/--skip for that component")
+            out.append(str(wheels[name]))
+        else:
+            out.append(arg)
+    return tuple(out)
+
+
+def collect_wheel(step: Step, tmp: Path, dest_dir: Path) -> Path:
+    """Move the single wheel a build step produced from its temp dir into ``dest_dir``."""
+    found = sorted(tmp.glob("*.whl")) if tmp.is_dir() else []
+    if len(found) != 1:
+        msg = (f"step {step.id} finished but produced {len(found)} wheels in {tmp} "
+               f"({', '.join(p.name for p in found) or 'none'}); exactly one was expected")
+        raise BuildStepError(msg, fix="look at the step log; a setup.py that writes elsewhere "
+                             "needs its recipe's build argv to point at {wheel_dir}")
+    shutil.rmtree(dest_dir, ignore_errors=True)
+    dest_dir.mkdir(parents=True)
+    final = dest_dir / found[0].name
+    found[0].replace(final)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def step_failed(step: Step, exc: CommandFailed, log_path: Path, jobs: int) -> BuildStepError:
+    # The whole log, not the tail: the first error is the cause, the tail is ninja unwinding.
+    explained = explain_failure(log_path, returncode=exc.returncode, jobs=jobs,
+                                fallback=exc.digest).replace("\n", "\n  ")
+    msg = (f"step {step.id} failed: `{step.command_line()}` exited with {exc.returncode} "
+           f"(in {step.cwd}).\n  {explained}\n  full log: {log_path}")
+    return BuildStepError(msg, fix="fix the cause above and re-run the same command: finished "
+                          "steps are skipped and this one continues in its build tree")
+
+
+@dataclass
+class RunState:
+    """What the steps of one run share: stamps, the compiler cache, the previous step's digest."""
+
+    stamps: Stamps
+    cache: CompilerCache | None = None
+    previous: str = ""
+    commits: dict[Path, str] = field(default_factory=dict)
+
+    def commit_of(self, cwd: Path, env: Mapping[str, str]) -> dict[str, str]:
+        """The checkout's HEAD (its submodules are pinned by it), as a stamp input."""
+        if cwd not in self.commits:
+            out = probe(["git", "-C", str(cwd), "rev-parse", "HEAD"], env=env)
+            self.commits[cwd] = out[1].strip() if out and out[0] == 0 else ""
+        return {cwd.name: self.commits[cwd]} if self.commits[cwd] else {}
+
+
+def _inputs(step: Step, argv: tuple[str, ...], env: Mapping[str, str], build_env: BuildEnv,
+            state: RunState) -> StepInputs:
+    tools = {k: v for k, v in build_env.tools.items() if k != "git"}
+    return step_inputs(argv, env, step.env, sources=state.commit_of(step.cwd, env),
+                       lock_sha256=build_env.lock_sha256, tools=tools, previous=state.previous)
+
+
+def clean_tree(step: Step, env: Mapping[str, str], log_path: Path) -> None:
+    """Remove every untracked file of our own checkout (build/, generated code, .so files).
+
+    ``setup.py clean`` misses leftovers (pain.md FM-24); the checkout is torchbuild's, so a full
+    ``git clean`` is safe here.
+    """
+    if not (step.cwd / ".git").exists():
+        return
+    run(["git", "-C", str(step.cwd), "clean", "-xdffq"], env=env, log_path=log_path)
+    run(["git", "-C", str(step.cwd), "submodule", "foreach", "--quiet", "--recursive",
+         "git clean -xdffq"], env=env, log_path=log_path)
+
+
+def _skip(step: Step, record: StepRecord, status: StampStatus, state: RunState,
+          result: BuildResult) -> bool:
+    """Skip a finished step whose inputs are unchanged (and whose wheel is still there)."""
+    if status.state != "done":
+        return False
+    if step.kind == "build":
+        outputs = (state.stamps.recorded(step.id) or {}).get("outputs", [])
+        if not outputs or not Path(outputs[0]).is_file():
+            return False
+        result.wheels[step.component] = Path(outputs[0])
+    record.status, record.note = "skipped", status.reason
+    log.info(f"skipped: {status.reason}")
+    result.records.append(record)
+    log.step_end(ok=True, note="unchanged")
+    return True
+
+
+def _prepare_tree(step: Step, status: StampStatus, env: Mapping[str, str],
+                  log_path: Path, record: StepRecord) -> None:
+    if status.state == "interrupted":
+        log.info(status.reason)
+    elif status.state == "stale" and step.kind == "build":
+        log.info(f"inputs changed ({status.reason}): cleaning the build tree {step.cwd}")
+        clean_tree(step, env, log_path)
+    elif status.state == "stale":
+        log.info(f"inputs changed ({status.reason})")
+    record.note = status.reason
+
+
+def _cache_env(step: Step, env: dict[str, str], state: RunState) -> dict[str, str]:
+    if step.kind != "build":
+        return env
+    if state.cache is None:
+        return {**env, **compiler_cache.disabled_env()}
+    return {**env, **state.cache.env(env)}
+
+
+def _run_step(step: Step, argv: tuple[str, ...], env: Mapping[str, str], log_path: Path,
+              plan: Plan) -> None:
+    progress = ProgressLine.for_stream(step.id, log.out, verbosity=log.verbosity,
+                                       environ=env)
+    try:
+        run(argv, env=env, cwd=step.cwd, log_path=log_path, on_line=progress.feed)
+    except CommandFailed as exc:
+        progress.finish()
+        raise step_failed(step, exc, log_path, plan.jobs) from None
+    progress.finish()
+
+
+def execute_step(step: Step, index: int, plan: Plan, build_env: BuildEnv,
+                 result: BuildResult, state: RunState | None = None) -> StepRecord:
+    state = state or RunState(Stamps(plan.work_dir / "stamps"))
+    log_path = plan.logs_dir / f"{index:02d}-{step.id}.log"
+    argv = resolve_argv(step, result.wheels)
+    env = {**build_env.env, **step.env}
+    inputs = _inputs(step, argv, env, build_env, state)
+    state.previous = inputs.digest()
+    record = StepRecord(step.id, argv, dict(step.env), str(step.cwd), log=str(log_path))
+    log.step(f"[{index}/{len(plan.steps)}] {step.description}")
+    status = state.stamps.check(step.id, inputs)
+    if _skip(step, record, status, state, result):
+        return record
+    log.info(f"log: {log_path}")
+    _prepare_tree(step, status, env, log_path, record)
+    tmp = plan.wheels_dir / f".tmp-{step.component}"
+    if step.kind == "build":
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    env = _cache_env(step, env, state)
+    before = _cache_stats(step, state, env)
+    state.stamps.mark_started(step.id, inputs)
+    started = time.monotonic()
+    try:
+        _run_step(step, argv, env, log_path, plan)
+    except BuildStepError:
+        record.status, record.duration_s = "failed", time.monotonic() - started
+        result.records.append(record)
+        raise
+    outputs: list[str] = []
+    if step.kind == "build":
+        result.wheels[step.component] = collect_wheel(step, tmp, step.outputs[0])
+        outputs = [str(result.wheels[step.component])]
+        log.info(f"wheel: {result.wheels[step.component].name}")
+    record.status, record.duration_s = "ok", time.monotonic() - started
+    record.cache_hit_rate = _report_cache(state, env, before)
+    state.stamps.mark_done(step.id, inputs, duration_s=record.duration_s, outputs=outputs)
+    result.records.append(record)
+    log.step_end(ok=True)
+    return record
+
+
+def _cache_stats(step: Step, state: RunState, env: Mapping[str, str]) -> CacheStats | None:
+    if step.kind != "build" or state.cache is None:
+        return None
+    return compiler_cache.stats(state.cache, env)
+
+
+def _report_cache(state: RunState, env: Mapping[str, str],
+                  before: CacheStats | None) -> float | None:
+    if before is None or state.cache is None:
+        return None
+    delta = compiler_cache.stats(state.cache, env) - before
+    if delta.hit_rate is not None:
+        log.info(f"{state.cache.kind}: {delta.hits}/{delta.hits + delta.misses} compiles from "
+                 f"the cache ({100 * delta.hit_rate:.0f}%)")
+    return delta.hit_rate
+
+
+def _select_cache(plan: Plan, build_env: BuildEnv) -> CompilerCache | None:
+    choice = str(plan.options.get("compiler_cache", "auto"))
+    # The work dirs' parent: a fresh clone in a sibling work dir hashes to the same entries.
+    cache = compiler_cache.select(choice, plan.cache_dir, build_env.env,
+                                  base_dir=plan.work_dir.parent)
+    if cache is None or plan.cuda is None:
+        return cache
+    nvcc = shutil.which("nvcc", path=build_env.env.get("PATH", ""))
+    if nvcc and compiler_cache.probe_cuda(cache, nvcc, build_env.env,
+                                          plan.work_dir / "cache-probe"):
+        return dataclasses.replace(cache, cuda=True)
+    log.warn(f"{cache.kind} cannot run nvcc here: CUDA files are compiled without the cache")
+    return cache
+
+
+def start_over(plan: Plan, build_env: BuildEnv, stamps: Stamps) -> None:
+    """--clean: forget every stamp and clean every build tree."""
+    log.info("--clean: discarding previous build state")
+    for index, step in enumerate(plan.steps, 1):
+        stamps.forget(step.id)
+        if step.kind == "build":
+            clean_tree(step, build_env.env, plan.logs_dir / f"{index:02d}-{step.id}.log")
+
+
+def _run_all(plan: Plan, build_env: BuildEnv, state: RunState) -> BuildResult:
+    result = BuildResult()
+    for index, step in enumerate(plan.steps, 1):
+        execute_step(step, index, plan, build_env, result, state)
+    if result.records and all(r.status == "skipped" for r in result.records):
+        log.info(f"nothing to do: all {len(result.records)} steps are unchanged since the last "
+                 f"run; the wheels are in {plan.wheels_dir}")
+    return result
+
+
+def execute(plan: Plan, build_env: BuildEnv) -> BuildResult:
+    plan.logs_dir.mkdir(parents=True, exist_ok=True)
+    state = RunState(Stamps(plan.work_dir / "stamps"))
+    # Kept until the process exits: the sources stage claimed the same lock (a no-op then).
+    locks.claim(locks.work_dir_lock_path(plan.work_dir), purpose=f"work dir {plan.work_dir}",
+                timeout=WORK_DIR_LOCK_TIMEOUT_S)
+    if plan.options.get("clean"):
+        start_over(plan, build_env, state.stamps)
+    state.cache = _select_cache(plan, build_env)
+    started = compiler_cache.start_server(state.cache, build_env.env) if state.cache else False
+    try:
+        return _run_all(plan, build_env, state)
+    finally:
+        if started and state.cache is not None:
+            compiler_cache.stop_server(state.cache, build_env.env)

@@ -1,0 +1,590 @@
+"""Verify built wheels the way a user will meet them (pain.md FM-07/12/13-15/18/29, §3 item 9).
+
+The wheels go into a throwaway venv (``--no-deps``, no index; the base env's site-packages are
+appended with a ``.pth`` file so torch's own dependencies resolve without a download), and a probe
+script runs there in isolated mode from an empty directory -- never from a source tree, whose
+``torch/`` folder would shadow the wheel. The probe prints one JSON document; the checks below read
+it, cuobjdump reads the binaries, and every failed invariant has its own error class and exit code.
+
+Also ``python -m torchbuild verify DIST_DIR | WHEEL | PYTHON [--compare OTHER_PYTHON]``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
+
+from torchbuild.cc import Arch, parse_cc
+from torchbuild.command import capture
+from torchbuild.errors import CommandFailed, VerificationError
+from torchbuild.logger import log
+from torchbuild.options import Options
+from torchbuild.plan import Plan
+from torchbuild.proof.cmake_audit import RequestedFeatures
+from torchbuild.proof.cubin import ArchCoverage, DeviceCode, coverage, find_cuobjdump, scan
+
+COMPANIONS = ("torchvision", "torchaudio", "torchtext")
+FEATURES = ("cudnn", "magma", "mkl")
+_MARK = "TORCHBUILD-PROBE:"
+
+
+class WheelInstallError(VerificationError):
+    """The wheels could not be installed into the throwaway environment."""
+
+    exit_code = 20
+    title = "verify: install"
+
+
+class TorchImportError(VerificationError):
+    """torch (or the wheel under test) does not import from a clean directory."""
+
+    exit_code = 21
+    title = "verify: import"
+
+
+class VersionMismatchError(VerificationError):
+    """torch's version is not the tag's, or a companion pins another torch."""
+
+    exit_code = 22
+    title = "verify: version"
+
+
+class CudaMismatchError(VerificationError):
+    """torch.version.cuda differs from the request (or a CPU build where CUDA was asked for)."""
+
+    exit_code = 23
+    title = "verify: CUDA"
+
+
+class ArchListError(VerificationError):
+    """torch's compiled arch list lacks a requested arch."""
+
+    exit_code = 24
+    title = "verify: arch list"
+
+
+class FeatureMissingError(VerificationError):
+    """cuDNN, MAGMA or MKL is not in the build torch reports."""
+
+    exit_code = 25
+    title = "verify: feature missing"
+
+
+class CompanionError(VerificationError):
+    """A companion does not import, or its native ops did not load."""
+
+    exit_code = 26
+    title = "verify: companion"
+
+
+class KernelImageError(VerificationError):
+    """A CUDA binary carries no SASS (or PTX) for a requested arch: 'no kernel image' at runtime."""
+
+    exit_code = 27
+    title = "verify: kernels"
+
+
+class GpuSmokeError(VerificationError):
+    """A GPU smoke test (matmul, convolution, nms) failed on the GPU present."""
+
+    exit_code = 28
+    title = "verify: GPU smoke"
+
+
+class DependencyCheckError(VerificationError):
+    """``pip check`` reports broken requirements in the verified environment."""
+
+    exit_code = 29
+    title = "verify: pip check"
+
+
+# Runs inside the throwaway env. Standard library + torch only; never raises; prints one JSON line.
+PROBE = Path(__file__).resolve().parents[1] / "resources" / "verify_probe.py"
+
+
+@dataclass(frozen=True)
+class VerifyRequest:
+    """What the wheels must be. ``None``/empty fields are reported but not enforced."""
+
+    torch_version: str | None = None  # the tag's public version, e.g. "2.9.1"
+    cuda: str | None = None  # "12.8"
+    cpu: bool = False
+    archs: tuple[Arch, ...] = ()
+    features: tuple[str, ...] = ()  # subset of FEATURES that must be on
+    companions: tuple[str, ...] = ()  # companions that must import (others are checked if present)
+    gpu_smoke: bool = True
+
+    @property
+    def wants_cuda(self) -> bool:
+        return not self.cpu and (self.cuda is not None or bool(self.archs))
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # "ok" | "FAILED" | "skipped" | "info"
+    expected: str
+    found: str
+    error: type[VerificationError] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"check": self.name, "status": self.status, "expected": self.expected,
+                "found": self.found,
+                "exit_code": self.error.exit_code if self.error and self.failed else None}
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "FAILED"
+
+
+@dataclass
+class VerifyReport:
+    checks: list[Check]
+    probe: dict[str, Any]
+    device_code: list[DeviceCode] = field(default_factory=list)
+    arch_coverage: list[ArchCoverage] = field(default_factory=list)
+    env_dir: Path | None = None
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if c.failed]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def rows(self) -> list[list[str]]:
+        return [[c.name, c.status, c.expected, _short(c.found)] for c in self.checks]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "checks": [c.to_json() for c in self.checks],
+                "device_code": [d.to_json() for d in self.device_code],
+                "arch_coverage": [a.to_json() for a in self.arch_coverage],
+                "env": str(self.env_dir) if self.env_dir else None, "probe": self.probe}
+
+    def raise_for_failures(self) -> None:
+        """Raise the first failed invariant's error; the message lists them all."""
+        if self.ok:
+            return
+        first = self.failures[0]
+        lines = [f"{c.name}: expected {c.expected}, found {c.found}" for c in self.failures]
+        msg = f"{len(lines)} invariant(s) failed:\n  " + "\n  ".join(lines)
+        err = (first.error or VerificationError)(msg, fix=_FIX.get(first.name, _FIX["default"]))
+        err.report = self  # type: ignore[attr-defined]
+        raise err
+
+
+_FIX = {
+    "cuda": "configure with the CUDA toolkit visible (CUDA_HOME, nvcc on PATH); see the audit",
+    "arch list": "rebuild from a clean build dir with TORCH_CUDA_ARCH_LIST set from --cc",
+    "kernels": "rebuild the library that lacks them with the same --cc (companions too)",
+    "version": "build companions against the torch wheel built in the same run",
+    "pip check": "install the missing requirements into the base env, or build the companion",
+    "default": "read the report above; `python -m torchbuild verify --json` shows every value",
+}
+
+
+def _short(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+# ----------------------------------------------------------------------------- environment
+
+
+def clean_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The probe's environment: no PYTHONPATH or LD_LIBRARY_PATH, so the wheels' RPATHs must work
+    (PyTorch's own check_binary.sh unsets LD_LIBRARY_PATH for the same reason)."""
+    keep = ("PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES",
+            "NVIDIA_DRIVER_CAPABILITIES")
+    env = {k: environ[k] for k in keep if k in environ}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    return env
+
+
+def _site_dirs(python: Path, env: Mapping[str, str]) -> list[str]:
+    code = ("import json, sys; print(json.dumps([p for p in sys.path "
+            "if p.endswith(('site-packages', 'dist-packages'))]))")
+    return list(json.loads(capture([str(python), "-I", "-c", code], env=env)))
+
+
+def make_throwaway_env(base_python: Path, wheels: Sequence[Path], env_dir: Path,
+                       env: Mapping[str, str]) -> Path:
+    """A fresh venv holding exactly ``wheels``; the base env's packages come after them.
+
+    The venv gets no pip or setuptools of its own (they would shadow the base env's and fail
+    ``pip check``); the base env's pip drives it with ``--python``. The ``.pth`` is written only
+    after the install, else pip would see the base env's torch and skip ours.
+    """
+    shutil.rmtree(env_dir, ignore_errors=True)
+    python = env_dir / "bin" / "python"
+    try:
+        capture([str(base_python), "-m", "venv", "--without-pip", str(env_dir)], env=env,
+                timeout=300)
+        capture([*_pip(base_python, python), "install", "--no-deps", "--no-index",
+                 *map(str, wheels)], env=env, timeout=1800)
+    except CommandFailed as exc:
+        msg = f"could not install {len(wheels)} wheel(s) into {env_dir}: " + "; ".join(exc.digest)
+        fix = "check the wheels match this python and platform (and pip >= 22.3 in the base env)"
+        raise WheelInstallError(msg, fix=fix) from None
+    site = Path(_site_dirs(python, env)[0])
+    (site / "_torchbuild_base.pth").write_text("\n".join(_site_dirs(base_python, env)) + "\n")
+    return python
+
+
+def _pip(base_python: Path, target: Path) -> list[str]:
+    return [str(base_python), "-m", "pip", "--python", str(target), "--disable-pip-version-check"]
+
+
+def run_probe(python: Path, dists: Sequence[str], *, companions: Sequence[str], smoke: bool,
+              work_dir: Path, env: Mapping[str, str]) -> dict[str, Any]:
+    """Run the probe with ``python -I`` from an empty directory; return its JSON."""
+    cwd = work_dir / "empty-cwd"
+    shutil.rmtree(cwd, ignore_errors=True)
+    cwd.mkdir(parents=True)
+    script = work_dir / "torchbuild_probe.py"
+    shutil.copyfile(PROBE, script)   # run from the scratch dir, not from the installed package
+    want = json.dumps({"dists": list(dists), "companions": list(companions), "smoke": smoke})
+    try:
+        out = capture([str(python), "-I", str(script), want], env=env, cwd=cwd, timeout=900)
+    except CommandFailed as exc:
+        msg = f"the probe crashed in {python} (exit {exc.returncode}): " + "; ".join(exc.digest)
+        raise TorchImportError(msg, fix="run `python -c 'import torch'` there to see it") from None
+    line = next((ln for ln in reversed(out.splitlines()) if ln.startswith(_MARK)), None)
+    if line is None:
+        msg = f"the probe printed no report: {out[-500:]}"
+        raise TorchImportError(msg, fix="run the probe by hand: " + str(script))
+    return dict(json.loads(line[len(_MARK):]))
+
+
+# ----------------------------------------------------------------------------- checks
+
+Probe = Mapping[str, Any]
+
+
+def _value(entry: Any) -> Any:
+    return entry.get("value") if isinstance(entry, Mapping) and entry.get("ok") else None
+
+
+def _check_import(probe: Probe, site: str | None) -> list[Check]:
+    torch = probe.get("torch", {})
+    if "import_error" in torch:
+        return [Check("import torch", "FAILED", "imports", torch["import_error"], TorchImportError)]
+    where = str(torch.get("file", ""))
+    if site is not None and not where.startswith(site):
+        return [Check("import torch", "FAILED", f"from {site}", where, TorchImportError)]
+    return [Check("import torch", "ok", "imports from the env" if site else "imports", where)]
+
+
+def _check_version(req: VerifyRequest, probe: Probe) -> list[Check]:
+    found = str(probe["torch"]["version"])
+    if req.torch_version is None:
+        return [Check("version", "info", "-", found)]
+    try:
+        ok = Version(found).public == Version(req.torch_version).public
+    except InvalidVersion:
+        ok = False
+    return [Check("version", "ok" if ok else "FAILED", req.torch_version, found,
+                  VersionMismatchError)]
+
+
+def _check_cuda(req: VerifyRequest, probe: Probe) -> list[Check]:
+    found = probe["torch"].get("cuda")
+    shown = found or "none (CPU build)"
+    if req.cpu:
+        return [Check("cuda", "ok" if found is None else "info", "none", shown)]
+    if not req.wants_cuda:
+        return [Check("cuda", "info", "-", shown)]
+    expected = req.cuda or "a CUDA build"
+    if found is None:
+        wanted = " ".join(str(a) for a in req.archs)
+        return [Check("cuda", "FAILED", f"{expected} for {wanted}".strip(), shown,
+                      CudaMismatchError)]
+    ok = req.cuda is None or _major_minor(found) == _major_minor(req.cuda)
+    return [Check("cuda", "ok" if ok else "FAILED", expected, found, CudaMismatchError)]
+
+
+def _major_minor(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
+def _check_arch_list(req: VerifyRequest, probe: Probe) -> list[Check]:
+    flags = _value(probe["torch"].get("arch_flags")) or []
+    if not req.wants_cuda or not req.archs:
+        return [Check("arch list", "info", "-", " ".join(flags) or "none")]
+    missing = [a.sm for a in req.archs if a.sm not in flags]
+    missing += [a.compute for a in req.archs if a.ptx and a.compute not in flags]
+    expected = " ".join(str(a) for a in req.archs)
+    found = " ".join(flags) or "none"
+    if missing:
+        found += f" (missing {' '.join(missing)})"
+    return [Check("arch list", "FAILED" if missing else "ok", expected, found, ArchListError)]
+
+
+def _settings(probe: Probe) -> dict[str, str]:
+    return dict(_value(probe["torch"].get("settings")) or {})
+
+
+def _feature_found(name: str, probe: Probe) -> tuple[bool, str]:
+    torch, conf = probe["torch"], _settings(probe)
+    if name == "cudnn":
+        version = _value(torch.get("cudnn"))
+        return version is not None, f"cuDNN {version}" if version else "no cuDNN"
+    if name == "magma":
+        magma = _value(torch.get("magma")) is True
+        return magma, "torch.cuda.has_magma=" + str(magma)
+    mkl = _value(torch.get("mkl")) is True
+    blas = conf.get("BLAS_INFO", "?")
+    return mkl and blas.lower() == "mkl", f"mkl={mkl}, BLAS_INFO={blas}"
+
+
+def _check_features(req: VerifyRequest, probe: Probe) -> list[Check]:
+    checks = []
+    for name in FEATURES:
+        if name != "mkl" and not req.wants_cuda:
+            continue
+        ok, found = _feature_found(name, probe)
+        wanted = name in req.features
+        status = "ok" if ok else ("FAILED" if wanted else "info")
+        checks.append(Check(name, status, "on" if wanted else "-", found, FeatureMissingError))
+    return checks
+
+
+def _check_companions(req: VerifyRequest, probe: Probe) -> list[Check]:
+    checks = []
+    torch_version = str(probe["torch"]["version"])
+    for name, entry in probe.get("companions", {}).items():
+        if not entry.get("ok"):
+            status = "FAILED" if name in req.companions else "info"
+            checks.append(Check(name, status, "imports", entry.get("error", "?"), CompanionError))
+            continue
+        info = entry["value"]
+        ops = info.get("ops")
+        ops_ok = ops is None or (ops.get("ok") and ops.get("value") is True)
+        found = f"{info.get('version')}, native ops " + ("load" if ops_ok else
+                                                           f"fail: {ops.get('error', ops)}")
+        checks.append(Check(name, "ok" if ops_ok else "FAILED", "imports, ops load", found,
+                            CompanionError))
+        checks += _check_pin(name, info.get("requires", []), torch_version)
+    return checks
+
+
+def _check_pin(name: str, requires: Sequence[str], torch_version: str) -> list[Check]:
+    for text in requires:
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            continue
+        if canonicalize_name(req.name) != "torch" or not req.specifier:
+            continue
+        ok = req.specifier.contains(torch_version, prereleases=True)
+        return [Check(f"{name} pin", "ok" if ok else "FAILED", str(req), torch_version,
+                      VersionMismatchError)]
+    return []
+
+
+def _check_smoke(req: VerifyRequest, probe: Probe) -> list[Check]:
+    devices = probe["torch"].get("devices") or []
+    if not req.gpu_smoke or "smoke" not in probe:
+        reason = "no GPU visible" if not devices else "not requested"
+        return [Check("gpu smoke", "skipped", "-", reason)]
+    smoke = probe["smoke"]
+    if not smoke.get("ok"):
+        return [Check("gpu smoke", "FAILED", "runs", smoke.get("error", "?"), GpuSmokeError)]
+    checks = []
+    for name, res in smoke["value"].items():
+        ok = res.get("ok") and res.get("value") is True
+        found = "matches CPU" if ok else str(res.get("error", "wrong result"))
+        checks.append(Check(f"gpu {name}", "ok" if ok else "FAILED", "runs on " +
+                            str(devices[0][-1]), found, GpuSmokeError))
+    return checks
+
+
+_PROBE_CHECKS: tuple[Callable[[VerifyRequest, Probe], list[Check]], ...] = (
+    _check_version, _check_cuda, _check_arch_list, _check_features, _check_companions,
+    _check_smoke,
+)
+
+
+def check_probe(req: VerifyRequest, probe: Probe, *, site: str | None) -> list[Check]:
+    """Every invariant the probe's JSON can answer, in report order."""
+    checks = _check_import(probe, site)
+    if checks[0].failed:
+        return checks
+    for fn in _PROBE_CHECKS:
+        checks += fn(req, probe)
+    return checks
+
+
+def check_kernels(req: VerifyRequest, probe: Probe, environ: Mapping[str, str]
+                  ) -> tuple[list[Check], list[DeviceCode], list[ArchCoverage]]:
+    """cuobjdump over every shared library of the verified distributions."""
+    files = [Path(p) for entry in probe.get("binaries", {}).values() for p in _value(entry) or []]
+    if not req.wants_cuda or not req.archs:
+        return [Check("kernels", "skipped", "-", "no CUDA archs requested")], [], []
+    codes = scan(files, find_cuobjdump(environ))
+    cov = coverage(codes, req.archs)
+    checks = []
+    if not codes:
+        checks.append(Check("kernels", "FAILED", "device code", f"none in {len(files)} "
+                            "libraries", KernelImageError))
+    for c in cov:
+        found = ("SASS" if c.sass else "no SASS") + {None: "", True: " + PTX",
+                                                      False: ", no PTX"}[c.ptx]
+        if c.lacking:
+            found += f" (lacking: {', '.join(c.lacking[:4])})"
+        checks.append(Check(f"kernels {c.arch}", "ok" if c.ok else "FAILED",
+                            "SASS" + (" + PTX" if c.ptx is not None else ""), found,
+                            KernelImageError))
+    return checks, codes, cov
+
+
+def pip_check(python: Path, env: Mapping[str, str], *, pip_python: Path | None = None) -> Check:
+    """``pip check`` of ``python``'s environment, run by ``pip_python``'s pip when given."""
+    argv = _pip(pip_python, python) if pip_python else [str(python), "-m", "pip"]
+    try:
+        out = capture([*argv, "check"], env=env, timeout=300)
+    except CommandFailed as exc:
+        if any("No module named pip" in d for d in exc.digest):
+            return Check("pip check", "skipped", "-", "no pip in this interpreter")
+        return Check("pip check", "FAILED", "no broken requirements", "; ".join(exc.digest),
+                     DependencyCheckError)
+    return Check("pip check", "ok", "no broken requirements", out.splitlines()[-1] if out else "")
+
+
+# ----------------------------------------------------------------------------- entry points
+
+
+def dist_name(wheel: Path) -> str:
+    name, _, _, _ = parse_wheel_filename(wheel.name)
+    return str(name)
+
+
+def verify_wheels(wheels: Sequence[Path], request: VerifyRequest, *, base_python: Path,
+                  work_dir: Path, environ: Mapping[str, str] | None = None) -> VerifyReport:
+    """Install ``wheels`` into a throwaway venv and check every invariant. Does not raise on a
+    failed invariant (call ``report.raise_for_failures()``); raises when it cannot check at all."""
+    environ = environ or {}
+    env = clean_env(environ)
+    env_dir = work_dir / "verify-env"
+    python = make_throwaway_env(base_python, wheels, env_dir, env)
+    dists = [dist_name(w) for w in wheels]
+    companions = sorted(set(COMPANIONS) & {canonicalize_name(d) for d in dists}
+                        | set(request.companions))
+    probe = run_probe(python, dists, companions=companions, smoke=request.gpu_smoke,
+                      work_dir=work_dir, env=env)
+    site = str(env_dir.resolve()) if "torch" in {canonicalize_name(d) for d in dists} else None
+    report = _assemble(request, probe, site, environ)
+    report.checks.append(pip_check(python, env, pip_python=base_python))
+    report.env_dir = env_dir
+    return report
+
+
+def verify_installed(python: Path, request: VerifyRequest, *, work_dir: Path,
+                     environ: Mapping[str, str] | None = None) -> VerifyReport:
+    """The same checks against an interpreter's installed torch (and companions)."""
+    environ = environ or {}
+    env = clean_env(environ)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    companions = sorted(set(COMPANIONS) | set(request.companions))
+    probe = run_probe(python, ["torch", *companions], companions=companions,
+                      smoke=request.gpu_smoke, work_dir=work_dir, env=env)
+    present = [n for n in companions if probe.get("companions", {}).get(n, {}).get("ok")
+               or n in request.companions]
+    probe["companions"] = {n: probe["companions"][n] for n in present}
+    report = _assemble(request, probe, None, environ)
+    report.checks.append(pip_check(python, env))
+    return report
+
+
+def _assemble(request: VerifyRequest, probe: dict[str, Any], site: str | None,
+              environ: Mapping[str, str]) -> VerifyReport:
+    checks = check_probe(request, probe, site=site)
+    if checks[0].failed:
+        return VerifyReport(checks, probe)
+    kernel_checks, codes, cov = check_kernels(request, probe, environ)
+    return VerifyReport(checks + kernel_checks, probe, codes, cov)
+
+
+def request_for_plan(plan: Plan, allow_missing: Sequence[str], machine: str) -> VerifyRequest:
+    """What a planned build must deliver: its tag, CUDA, archs and (from the torch step's env)
+    the features it did not switch off itself."""
+    return request_from_manifest({"plan": plan.to_json()}, allow_missing, machine)
+
+
+def verify_for_plan(plan: Plan, options: Options, wheels: Sequence[Path]) -> dict[str, Any]:
+    """The pipeline's verify stage: check, print the table, keep the JSON, raise on a failure."""
+    import platform
+
+    request = request_for_plan(plan, options.allow_missing, platform.machine())
+    work_dir = plan.work_dir / "verify"
+    log.step(f"verify ({len(wheels)} wheels in a throwaway env)")
+    report = verify_wheels(wheels, request, base_python=Path(plan.environment.python),
+                           work_dir=work_dir, environ=options.environ)
+    log.table(report.rows(), ["check", "status", "expected", "found"])
+    (work_dir / "verify-report.json").write_text(json.dumps(report.to_json(), indent=2,
+                                                            default=str) + "\n")
+    log.info(f"{summary_line(report)}; report: {work_dir / 'verify-report.json'}")
+    report.raise_for_failures()
+    log.step_end(ok=True)
+    return report.to_json()
+
+
+# ----------------------------------------------------------------------------- compare
+
+
+COMPARE_KEYS: tuple[tuple[str, Callable[[Probe], str]], ...] = (
+    ("torch", lambda p: str(p["torch"].get("version"))),
+    ("CUDA", lambda p: str(p["torch"].get("cuda"))),
+    ("cuDNN", lambda p: str(_value(p["torch"].get("cudnn")))),
+    ("archs", lambda p: " ".join(_value(p["torch"].get("arch_flags")) or []) or "none"),
+    ("BLAS", lambda p: _settings(p).get("BLAS_INFO", "?")),
+    ("LAPACK", lambda p: _settings(p).get("LAPACK_INFO", "?")),
+    ("MKL", lambda p: str(_value(p["torch"].get("mkl")))),
+    ("MKL-DNN", lambda p: str(_value(p["torch"].get("mkldnn")))),
+    ("MAGMA", lambda p: str(_value(p["torch"].get("magma")))),
+    ("C++11 ABI", lambda p: str(_value(p["torch"].get("cxx11_abi")))),
+)
+
+
+def compare_rows(this: Probe, other: Probe) -> list[list[str]]:
+    """Side by side: the headline facts, then every build setting; ``*`` marks a difference."""
+    if "import_error" in this.get("torch", {}) or "import_error" in other.get("torch", {}):
+        msg = "cannot compare: torch does not import on one side"
+        raise TorchImportError(msg, fix="verify each interpreter alone first")
+    rows = [[key, fn(this), fn(other)] for key, fn in COMPARE_KEYS]
+    a, b = _settings(this), _settings(other)
+    rows += [[key, a.get(key, "-"), b.get(key, "-")] for key in sorted(set(a) | set(b))]
+    return [[("* " if x != y else "  ") + k, _short(x, 45), _short(y, 45)] for k, x, y in rows]
+
+
+def request_from_manifest(manifest: Mapping[str, Any], allow_missing: Sequence[str],
+                          machine: str) -> VerifyRequest:
+    """A build's own request, read back from the ``plan`` in its torchbuild-manifest.json."""
+    plan = manifest.get("plan") or {}
+    cuda = plan.get("cuda")
+    archs = parse_cc(" ".join(plan.get("archs") or [])) if cuda and plan.get("archs") else ()
+    steps = {s.get("id"): s for s in plan.get("steps", [])}
+    env = steps.get("build-torch", {}).get("env") or {}
+    wanted = RequestedFeatures.from_step_env(env, cpu=cuda is None, archs=archs, machine=machine)
+    features = {"cudnn": wanted.cudnn, "magma": wanted.magma, "mkl": wanted.mkl}
+    allowed = {a.lower() for a in allow_missing}
+    dists = {canonicalize_name(str(c.get("dist"))) for c in plan.get("components", [])}
+    return VerifyRequest(
+        torch_version=plan.get("torch_version") if "torch" in dists else None,
+        cuda=cuda, cpu=cuda is None, archs=archs,
+        features=tuple(sorted(n for n, on in features.items() if on and n not in allowed)),
+        companions=tuple(sorted(dists & set(COMPANIONS))),
+    )
+
+
+def summary_line(report: VerifyReport) -> str:
+    passed = sum(c.status == "ok" for c in report.checks)
+    return f"{passed} checks passed, {len(report.failures)} failed"
