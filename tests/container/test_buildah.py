@@ -17,9 +17,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from torchbuild.conftest import REPO, Buildah
 
 from torchbuild.commands import docker
+
+from .conftest import REPO, Buildah
 
 pytestmark = pytest.mark.container
 

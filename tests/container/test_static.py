@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pytest
 from dockerfile_parse import DockerfileParser
-from torchbuild.conftest import REPO
 
 from torchbuild.commands import docker
 from torchbuild.errors import DockerError
 from torchbuild.options import resolve
+
+from .conftest import REPO
 
 DOCKERFILES = sorted((REPO / "docker").glob("Dockerfile*"))
 BIN = Path(sys.executable).parent
