@@ -11,10 +11,10 @@ import argparse
 import difflib
 import re
 import sys
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 from torchbuild.cc import Arch, parse_cc
 from torchbuild.errors import UsageError
@@ -51,14 +51,33 @@ def _words(text: str) -> tuple[str, ...]:
     return tuple(w for w in re.split(r"[\s,]+", text.strip()) if w)
 
 
+_META = "torchbuild.option"
+T = TypeVar("T")
+Kind = Literal["str", "bool", "int", "path", "list", "choice"]
+# How the container path treats an option: forward it as a flag, leave it to the host side (the
+# container path chooses its own), or refuse it (it names something on the host the image lacks).
+InContainer = Literal["pass", "host", "refuse"]
+
+
 @dataclass(frozen=True)
 class OptionDef:
+    """One option, declared once (as an ``Options`` field, below); everything else derives.
+
+    ``session``: how this one invocation runs, not what it builds; a replay does not repeat it.
+    ``retarget``: a replay may point it elsewhere (another machine, another output dir).
+    ``env_default``: a default that depends on the environment mapping (HOME, XDG_*).
+    """
+
     name: str                     # attribute name; CLI flag is --name-with-dashes
-    kind: str                     # "str" | "bool" | "int" | "path" | "list" | "choice"
+    kind: Kind
     default: Any
     help: str
     choices: tuple[str, ...] = ()
     metavar: str | None = None
+    container: InContainer = "pass"
+    session: bool = False
+    retarget: bool = False
+    env_default: Callable[[Mapping[str, str]], Any] | None = None
 
     @property
     def flag(self) -> str:
@@ -68,106 +87,124 @@ class OptionDef:
     def env_var(self) -> str:
         return "TORCHBUILD_" + self.name.upper()
 
+    @property
+    def config_key(self) -> str:
+        return self.name.replace("_", "-")
 
-OPTION_DEFS: tuple[OptionDef, ...] = (
-    OptionDef("cc", "str", None, 'GPU compute capabilities: "8.6", "7.5 8.6", "8.6+PTX", '
-              '"9.0a", or "auto" (read from nvidia-smi)', metavar="CC"),
-    OptionDef("cpu", "bool", False, "build without CUDA"),
-    OptionDef("torch", "str", None, "torch release to build (default: newest in the recipes)",
-              metavar="X.Y.Z"),
-    OptionDef("vision", "str", None, "torchvision version, or 'none' to skip (default: the "
-              "release's match)", metavar="VERSION|none"),
-    OptionDef("audio", "str", None, "torchaudio version, or 'none' to skip",
-              metavar="VERSION|none"),
-    OptionDef("text", "str", None, "torchtext version (old releases only), or 'none'",
-              metavar="VERSION|none"),
-    OptionDef("cuda", "str", None, "CUDA version (default: the release's default for conda "
-              "envs, the system toolkit for venv/existing)", metavar="X.Y"),
-    OptionDef("python", "str", None, "Python version for a new env (3.12), or an interpreter "
-              "path (with --env existing or venv)", metavar="VERSION|PATH"),
-    OptionDef("env", "choice", "conda", "build environment: conda (py-rattler, default), "
-              "conda-exe (your conda/mamba/micromamba), venv, existing", choices=ENV_BACKENDS),
-    OptionDef("conda_exe", "str", None, "conda/mamba/micromamba binary for --env conda-exe",
-              metavar="PATH"),
-    OptionDef("lock", "path", None, "rebuild the conda env from this conda-lock.yml (no solve)",
-              metavar="FILE"),
-    OptionDef("channel", "list", (), "extra conda channel (repeatable)", metavar="URL"),
-    OptionDef("dist", "path", Path("dist"), "where wheels, manifest and lock go", metavar="DIR"),
-    OptionDef("work_dir", "path", None, "sources, build trees, logs (default: "
-              "CACHE_DIR/work/torch-X.Y.Z-cuXYZ)", metavar="DIR"),
-    OptionDef("cache_dir", "path", None, "git mirrors, envs, compiler cache (default: "
-              "$XDG_CACHE_HOME/torchbuild)", metavar="DIR"),
-    OptionDef("recipe_dir", "path", None, "use recipes from this directory instead of the "
-              "built-in ones", metavar="DIR"),
-    OptionDef("jobs", "int", None, "parallel compile jobs (default: what RAM and cores allow)",
-              metavar="N"),
-    OptionDef("git_mirror", "str", None, "fetch every repo and submodule from this URL prefix "
-              "(an internal git server, or file:///path)", metavar="URL_PREFIX"),
-    OptionDef("offline", "bool", False, "never touch the network; use only the caches"),
-    OptionDef("dry_run", "bool", False, "print the plan and stop"),
-    OptionDef("json", "bool", False, "with --dry-run: print the plan as JSON"),
-    OptionDef("set", "list", (), "extra build variable KEY=VALUE (repeatable)",
-              metavar="KEY=VALUE"),
-    OptionDef("torch_from_env", "bool", False, "skip building torch; build the companions "
-              "against the torch installed in the build env"),
-    OptionDef("install_into", "str", None, "install the finished wheels (--no-deps) into this "
-              "python, or conda env name/prefix", metavar="TARGET"),
-    OptionDef("force", "bool", False, "downgrade non-fatal refusals to warnings"),
-    OptionDef("clean", "bool", False, "discard previous build state and start over"),
-    OptionDef("compiler_cache", "choice", "auto", "compiler cache launcher",
-              choices=COMPILER_CACHES),
-    OptionDef("allow_missing", "list", (), "accept a feature CMake turned off (cudnn, magma, "
-              "mkl, nccl, ...) (repeatable)", metavar="FEATURE"),
-    OptionDef("verify", "bool", True, "verify the wheels in a throwaway env after building"),
-    OptionDef("verbose", "bool", False, "stream every build line to the terminal"),
-    OptionDef("quiet", "bool", False, "print only step starts and ends"),
-    OptionDef("debug", "bool", False, "show tracebacks"),
-)
-_BY_NAME = {d.name: d for d in OPTION_DEFS}
+    def to_argv(self, value: Any) -> list[str]:
+        """The command-line words that give this option ``value`` (parsed back, the same value)."""
+        if self.kind == "bool":
+            return [self.flag if value else "--no-" + self.flag[2:]]
+        if self.name == "set":
+            return [a for k, v in value for a in (self.flag, f"{k}={v}")]
+        if self.kind == "list":
+            return [a for v in value for a in (self.flag, str(v))]
+        return [self.flag, str(value)]
+
+
+def option(kind: Kind, default: T, help: str, *, choices: tuple[str, ...] = (),
+           metavar: str | None = None, container: InContainer = "pass", session: bool = False,
+           retarget: bool = False,
+           env_default: Callable[[Mapping[str, str]], Any] | None = None) -> T:
+    """Declare an option as an ``Options`` field: its default, plus what the parser, the
+    TORCHBUILD_* variable, the config key, ``to_argv`` and docker/replay need to know."""
+    spec = {"kind": kind, "default": default, "help": help, "choices": choices,
+            "metavar": metavar, "container": container, "session": session,
+            "retarget": retarget, "env_default": env_default}
+    return field(default=default, metadata={_META: spec})
+
+
+def _default_cache_dir(environ: Mapping[str, str]) -> Path:
+    base = environ.get("XDG_CACHE_HOME") or str(Path(environ.get("HOME", "~")) / ".cache")
+    return Path(base).expanduser() / "torchbuild"
 
 
 @dataclass(frozen=True)
 class Options:
-    cc: str | None = None
-    archs: tuple[Arch, ...] = ()
-    cc_auto: bool = False
-    cpu: bool = False
-    torch: str | None = None
-    vision: str | None = None
-    audio: str | None = None
-    text: str | None = None
-    cuda: str | None = None
-    python: str | None = None
-    env: str = "conda"
-    conda_exe: str | None = None
-    lock: Path | None = None
-    channel: tuple[str, ...] = ()
-    dist: Path = Path("dist")
-    work_dir: Path | None = None
-    cache_dir: Path = Path("~/.cache/torchbuild")
-    recipe_dir: Path | None = None
-    jobs: int | None = None
-    git_mirror: str | None = None
-    offline: bool = False
-    dry_run: bool = False
-    json: bool = False
-    set: tuple[tuple[str, str], ...] = ()
-    torch_from_env: bool = False
-    install_into: str | None = None
-    force: bool = False
-    clean: bool = False
-    compiler_cache: str = "auto"
-    allow_missing: tuple[str, ...] = ()
-    verify: bool = True
-    verbose: bool = False
-    quiet: bool = False
-    debug: bool = False
+    """Every build option. To add one: add one field here with ``option(...)``; the parser,
+    ``TORCHBUILD_<NAME>``, the config key, ``to_argv``, docker and replay follow from it (and
+    ``tests/unit/test_options.py`` tells you to paste the new README table row)."""
+
+    cc: str | None = option("str", None, 'GPU compute capabilities: "8.6", "7.5 8.6", '
+                            '"8.6+PTX", "9.0a", or "auto" (read from nvidia-smi)', metavar="CC")
+    archs: tuple[Arch, ...] = ()          # derived from cc
+    cc_auto: bool = False                 # derived from cc
+    cpu: bool = option("bool", False, "build without CUDA")
+    torch: str | None = option("str", None, "torch release to build (default: newest in the "
+                               "recipes)", metavar="X.Y.Z")
+    vision: str | None = option("str", None, "torchvision version, or 'none' to skip (default: "
+                                "the release's match)", metavar="VERSION|none")
+    audio: str | None = option("str", None, "torchaudio version, or 'none' to skip",
+                               metavar="VERSION|none")
+    text: str | None = option("str", None, "torchtext version (old releases only), or 'none'",
+                              metavar="VERSION|none")
+    cuda: str | None = option("str", None, "CUDA version (default: the release's default for "
+                              "conda envs, the system toolkit for venv/existing)", metavar="X.Y")
+    python: str | None = option("str", None, "Python version for a new env (3.12), or an "
+                                "interpreter path (with --env existing or venv)",
+                                metavar="VERSION|PATH")
+    env: str = option("choice", "conda", "build environment: conda (py-rattler, default), "
+                      "conda-exe (your conda/mamba/micromamba), venv, existing",
+                      choices=ENV_BACKENDS)
+    conda_exe: str | None = option("str", None, "conda/mamba/micromamba binary for --env "
+                                   "conda-exe", metavar="PATH", container="refuse")
+    lock: Path | None = option("path", None, "rebuild the conda env from this conda-lock.yml "
+                               "(no solve)", metavar="FILE", container="refuse")
+    channel: tuple[str, ...] = option("list", (), "extra conda channel (repeatable)",
+                                      metavar="URL")
+    dist: Path = option("path", Path("dist"), "where wheels, manifest and lock go",
+                        metavar="DIR", container="host", retarget=True)
+    work_dir: Path | None = option("path", None, "sources, build trees, logs (default: "
+                                   "CACHE_DIR/work/torch-X.Y.Z-cuXYZ)", metavar="DIR",
+                                   container="host", retarget=True)
+    cache_dir: Path = option("path", Path("~/.cache/torchbuild"), "git mirrors, envs, compiler "
+                             "cache (default: $XDG_CACHE_HOME/torchbuild)", metavar="DIR",
+                             container="host", retarget=True, env_default=_default_cache_dir)
+    recipe_dir: Path | None = option("path", None, "use recipes from this directory instead of "
+                                     "the built-in ones", metavar="DIR", container="refuse")
+    jobs: int | None = option("int", None, "parallel compile jobs (default: what RAM and cores "
+                              "allow)", metavar="N", retarget=True)
+    git_mirror: str | None = option("str", None, "fetch every repo and submodule from this URL "
+                                    "prefix (an internal git server, or file:///path)",
+                                    metavar="URL_PREFIX", retarget=True)
+    offline: bool = option("bool", False, "never touch the network; use only the caches",
+                           retarget=True)
+    dry_run: bool = option("bool", False, "print the plan and stop", container="host",
+                           session=True)
+    json: bool = option("bool", False, "with --dry-run: print the plan as JSON",
+                        container="host", session=True)
+    set: tuple[tuple[str, str], ...] = option("list", (), "extra build variable KEY=VALUE "
+                                              "(repeatable)", metavar="KEY=VALUE")
+    torch_from_env: bool = option("bool", False, "skip building torch; build the companions "
+                                  "against the torch installed in the build env",
+                                  container="refuse")
+    install_into: str | None = option("str", None, "install the finished wheels (--no-deps) "
+                                      "into this python, or conda env name/prefix",
+                                      metavar="TARGET", container="refuse", session=True)
+    force: bool = option("bool", False, "downgrade non-fatal refusals to warnings",
+                         session=True, retarget=True)
+    clean: bool = option("bool", False, "discard previous build state and start over",
+                         session=True)
+    compiler_cache: str = option("choice", "auto", "compiler cache launcher",
+                                 choices=COMPILER_CACHES)
+    allow_missing: tuple[str, ...] = option("list", (), "accept a feature CMake turned off "
+                                            "(cudnn, magma, mkl, nccl, ...) (repeatable)",
+                                            metavar="FEATURE")
+    verify: bool = option("bool", True, "verify the wheels in a throwaway env after building")
+    verbose: bool = option("bool", False, "stream every build line to the terminal",
+                           session=True)
+    quiet: bool = option("bool", False, "print only step starts and ends", session=True)
+    debug: bool = option("bool", False, "show tracebacks", session=True)
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     origin: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def verbosity(self) -> int:
         return 0 if self.quiet else 2 if self.verbose else 1
+
+    def given(self, name: str) -> bool:
+        """Whether the user set ``name`` (command line, TORCHBUILD_*, config), not a default."""
+        return self.origin.get(name, "default") != "default"
 
     def summary_rows(self) -> list[list[str]]:
         """(option, value, origin) for every option not left at its default."""
@@ -180,15 +217,52 @@ class Options:
         return rows
 
 
+OPTION_DEFS: tuple[OptionDef, ...] = tuple(
+    OptionDef(name=f.name, **f.metadata[_META]) for f in fields(Options) if _META in f.metadata)
+_BY_NAME = {d.name: d for d in OPTION_DEFS}
+CONFIG_FLAG = "config"   # not an option: names the file the other options may come from
+
+
+def to_argv(options: Options, names: Iterable[str] | None = None) -> list[str]:
+    """The options the user set (restricted to ``names``), as command-line words in declaration
+    order: ``resolve(parse(to_argv(o)))`` gives ``o`` back, whoever set the values and how."""
+    wanted = set(_BY_NAME if names is None else names)
+    return [word for d in OPTION_DEFS if d.name in wanted and options.given(d.name)
+            for word in d.to_argv(getattr(options, d.name))]
+
+
+def cli_values(namespace: argparse.Namespace) -> dict[str, Any]:
+    """The option values a parser with ``add_build_arguments`` collected (only those given)."""
+    known = set(_BY_NAME) | {CONFIG_FLAG}
+    return {k: v for k, v in vars(namespace).items() if k in known}
+
+
+def markdown_table() -> str:
+    """The README's option table, from the declarations."""
+    rows = ["| option | env variable | default | what it does |", "|---|---|---|---|"]
+    for d in OPTION_DEFS:
+        shown = f"{d.flag} / --no-{d.flag[2:]}" if d.kind == "bool" else (
+            f"{d.flag} {{{','.join(d.choices)}}}" if d.kind == "choice" else
+            f"{d.flag} {d.metavar}")
+        default = "" if d.env_default or d.default in (None, ()) else str(d.default)
+        rows.append(f"| `{shown}` | `{d.env_var}` | {default} | {d.help} |")
+    return "\n".join(rows)
+
+
 def _show(value: object) -> str:
     if isinstance(value, tuple):
         return " ".join("=".join(v) if isinstance(v, tuple) else str(v) for v in value)
     return "" if value is None else str(value)
 
 
-def add_build_arguments(parser: argparse.ArgumentParser) -> None:
-    """Every option as a CLI flag; defaults are SUPPRESSed so we can tell 'given' from 'default'."""
+def add_build_arguments(parser: argparse.ArgumentParser,
+                        names: Iterable[str] | None = None) -> None:
+    """Every option (or those in ``names``) as a CLI flag; defaults are SUPPRESSed so we can tell
+    'given' from 'default'. ``--config`` comes only with the full set."""
+    wanted = set(_BY_NAME if names is None else names)
     for d in OPTION_DEFS:
+        if d.name not in wanted:
+            continue
         if d.kind == "bool":
             parser.add_argument(d.flag, dest=d.name, action=argparse.BooleanOptionalAction,
                                 default=argparse.SUPPRESS, help=d.help)
@@ -201,6 +275,8 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
         else:
             parser.add_argument(d.flag, dest=d.name, default=argparse.SUPPRESS,
                                 metavar=d.metavar, help=d.help)
+    if names is not None:
+        return
     parser.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE",
                         help="TOML file with option values (keys as the long options)")
 
@@ -240,7 +316,7 @@ def _read_config(path: Path) -> dict[str, Any]:
     table = data.get("torchbuild", data)
     out: dict[str, Any] = {}
     for key, value in table.items():
-        name = key.replace("-", "_")
+        name = key.replace("-", "_")   # the config key is the long option; underscores work too
         if name not in _BY_NAME:
             close = difflib.get_close_matches(name, list(_BY_NAME), n=1)
             hint = f" (did you mean {close[0].replace('_', '-')!r}?)" if close else ""
@@ -261,11 +337,6 @@ def _parse_set(items: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-def _default_cache_dir(environ: Mapping[str, str]) -> Path:
-    base = environ.get("XDG_CACHE_HOME") or str(Path(environ.get("HOME", "~")) / ".cache")
-    return Path(base).expanduser() / "torchbuild"
-
-
 def resolve(cli: Mapping[str, Any], environ: Mapping[str, str]) -> Options:
     """Merge CLI values (only those given), TORCHBUILD_* variables, config file and defaults."""
     config_path = cli.get("config") or environ.get("TORCHBUILD_CONFIG")
@@ -284,10 +355,8 @@ def resolve(cli: Mapping[str, Any], environ: Mapping[str, str]) -> Options:
             values[d.name] = _convert(d, config[d.name], f"config {config_path}")
             origin[d.name] = f"config {config_path}"
         else:
-            values[d.name] = d.default
+            values[d.name] = d.env_default(environ) if d.env_default else d.default
             origin[d.name] = "default"
-    if values["cache_dir"] is None:
-        values["cache_dir"] = _default_cache_dir(environ)
     return _finish(values, origin, environ)
 
 

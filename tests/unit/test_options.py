@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from torchbuild.__main__ import build_parser
+from torchbuild.commands import docker, replay
 from torchbuild.errors import UsageError
-from torchbuild.options import resolve
+from torchbuild.options import OPTION_DEFS, Options, markdown_table, resolve, to_argv
 
 
 def _cli(*argv: str) -> dict:
@@ -70,3 +72,60 @@ def test_cc_auto_and_none_companion():
     opts = resolve(_cli("--cc", "auto", "--vision", "NONE"), {})
     assert opts.cc_auto and opts.archs == ()
     assert opts.vision == "none"
+
+
+# ----------------------------------------------------------------------------- one declaration
+
+
+def test_each_option_is_declared_once_and_everything_derives_from_it(tmp_path):
+    """Parser flag, TORCHBUILD_* name, config key and the Options default are one declaration."""
+    parser_dests = {a.dest for a in build_parser()._actions} - {"help", "version", "config"}
+    assert parser_dests == {d.name for d in OPTION_DEFS}
+    by_field = {f.name: f for f in dataclasses.fields(Options)}
+    for d in OPTION_DEFS:
+        assert by_field[d.name].default == d.default, d.name
+        assert d.env_var == "TORCHBUILD_" + d.name.upper()
+        assert d.config_key == d.flag[2:]
+    # The only fields that are not options are the ones resolve() derives.
+    assert set(by_field) - {d.name for d in OPTION_DEFS} == {"archs", "cc_auto", "environ",
+                                                             "origin"}
+
+
+def test_config_keys_env_names_and_flags_agree(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('compiler-cache = "ccache"\nwork_dir = "/w"\n')
+    opts = resolve(_cli("--cpu", "--config", str(cfg)), {"TORCHBUILD_GIT_MIRROR": "file:///m"})
+    assert (opts.compiler_cache, opts.work_dir, opts.git_mirror) == ("ccache", Path("/w"),
+                                                                      "file:///m")
+
+
+def test_to_argv_round_trips_through_the_parser(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('torch = "2.6.0"\nallow-missing = ["MAGMA"]\n')
+    environ = {"TORCHBUILD_CONFIG": str(cfg), "TORCHBUILD_VERIFY": "0", "HOME": str(tmp_path)}
+    opts = resolve(_cli("--cc", "8.6 7.5", "--set", "A=1", "--set", "B=x=y", "--jobs", "3",
+                        "--channel", "file:///c", "--vision", "none"), environ)
+    argv = to_argv(opts)
+    assert argv[:2] == ["--cc", "8.6 7.5"] and "--no-verify" in argv
+    again = resolve(_cli(*argv), {"HOME": str(tmp_path)})
+    assert again == opts
+    assert to_argv(opts, ["jobs", "offline"]) == ["--jobs", "3"]
+
+
+def test_the_readme_option_table_is_the_declarations():
+    """Adding an option is one entry in options.py; this test hands you its README row."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    assert markdown_table() in readme, "paste options.markdown_table() into README's Options"
+
+
+def test_docker_and_replay_use_the_declared_classification():
+    refused = {d.name for d in OPTION_DEFS if d.container == "refuse"}
+    assert {"lock", "recipe_dir", "install_into", "torch_from_env", "conda_exe"} == refused
+    assert "clean" in replay._SESSION_OPTIONS and "torch" not in replay._SESSION_OPTIONS
+    assert set(replay.OVERRIDABLE) == {"dist", "work_dir", "cache_dir", "git_mirror",
+                                       "offline", "jobs", "force"}
+    with pytest.raises(UsageError, match="--recipe-dir"):
+        docker.build_args(resolve({"cc": "8.6", "recipe_dir": "/r"}, {}))
+    host = docker.build_args(resolve({"cc": "8.6", "dist": "/d", "dry_run": True,
+                                      "verbose": True}, {}))
+    assert host["TB_EXTRA_ARGS"] == "--verbose"

@@ -25,7 +25,15 @@ from torchbuild.cc import parse_cc
 from torchbuild.errors import CommandFailed, DockerError, GPUDetectionError, UsageError
 from torchbuild.knowledge.recipe import load_recipes
 from torchbuild.machine import probes
-from torchbuild.options import OPTION_DEFS, Options, add_build_arguments, require_target, resolve
+from torchbuild.options import (
+    OPTION_DEFS,
+    Options,
+    add_build_arguments,
+    cli_values,
+    require_target,
+    resolve,
+    to_argv,
+)
 
 VERBS = ("env", "build", "export", "up")
 DOCKERFILE = "docker/Dockerfile"
@@ -39,10 +47,8 @@ CPU_BASE = "ubuntu:24.04"
 NGC_TAG = "25.10-py3"
 # Options that become their own build arg, in this order (readable in .env and image names).
 NAMED = ("cc", "cpu", "torch", "vision", "audio", "text", "cuda", "python", "env")
-# Options that only make sense on the host, or that the container path sets itself.
-HOST_ONLY = frozenset({"dist", "work_dir", "cache_dir", "dry_run", "json", "config"})
-# Host paths the image cannot see: refuse rather than silently build something else.
-UNSUPPORTED = frozenset({"lock", "recipe_dir", "install_into", "torch_from_env", "conda_exe"})
+# Which other options travel, stay on the host, or are refused is declared with each option
+# (``container=`` in options.py), so a new option is classified where it is added.
 _SAFE_TAG = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -66,28 +72,14 @@ class Container:
 # ----------------------------------------------------------------------------- pure derivation
 
 
-def _given(options: Options, name: str) -> bool:
-    return options.origin.get(name, "default") != "default"
-
-
 def _extra_args(options: Options) -> list[str]:
-    """Every other option the user set, as CLI flags in the fixed OPTION_DEFS order."""
-    out: list[str] = []
+    """Every other option the user set, as CLI flags in the fixed declaration order."""
     for d in OPTION_DEFS:
-        if d.name in NAMED or d.name in HOST_ONLY or not _given(options, d.name):
-            continue
-        if d.name in UNSUPPORTED:
+        if d.container == "refuse" and options.given(d.name):
             msg = f"{d.flag} refers to the host and cannot be passed into the image"
             raise UsageError(msg, fix=f"drop {d.flag} for `docker`, or build on bare metal")
-        value = getattr(options, d.name)
-        if d.kind == "bool":
-            out.append(d.flag if value else "--no-" + d.flag[2:])
-        elif d.name == "set":
-            out += [a for k, v in value for a in (d.flag, f"{k}={v}")]
-        elif d.kind == "list":
-            out += [a for v in value for a in (d.flag, str(v))]
-        else:
-            out += [d.flag, str(value)]
+    out = to_argv(options, [d.name for d in OPTION_DEFS
+                            if d.container == "pass" and d.name not in NAMED])
     for word in out:
         if not word or any(c.isspace() for c in word):
             msg = f"option value {word!r} has whitespace, which a build arg cannot carry"
@@ -107,11 +99,11 @@ def build_args(options: Options, smoke: bool = False) -> dict[str, str]:
         "TB_TEXT": options.text or "",
         "TB_CUDA": "" if options.cpu else options.cuda or "",
         "TB_PYTHON": options.python or "",
-        "TB_ENV": options.env if _given(options, "env") else "",
+        "TB_ENV": options.env if options.given("env") else "",
         "TB_EXTRA_ARGS": " ".join(_extra_args(options)),
         "TB_SMOKE": "1" if smoke else "0",
     }
-    if smoke and options.env == "conda" and not _given(options, "env"):
+    if smoke and options.env == "conda" and not options.given("env"):
         # The fixture projects need no conda env, and no conda channel is reachable in CI.
         args["TB_ENV"] = "venv"
     return args
@@ -311,11 +303,6 @@ def container_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> 
     )
 
 
-def _cli_values(args: argparse.Namespace) -> dict[str, object]:
-    known = {d.name for d in OPTION_DEFS} | {"config"}
-    return {k: v for k, v in vars(args).items() if k in known}
-
-
 def resolve_cc_auto(options: Options, environ: Mapping[str, str]) -> Options:
     """``--cc auto`` (and no --cc at all, for `docker`): the host's GPUs, read once, here."""
     report = probes.run_nvidia_smi(environ)
@@ -328,7 +315,7 @@ def resolve_cc_auto(options: Options, environ: Mapping[str, str]) -> Options:
 
 def resolve_options(args: argparse.Namespace, environ: Mapping[str, str],
                     container: Container) -> Options:
-    options = resolve(_cli_values(args), environ)
+    options = resolve(cli_values(args), environ)
     if container.smoke:
         return options if options.archs or options.cpu else replace(options, cpu=True)
     if options.cc_auto or not (options.archs or options.cpu):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shlex
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -22,18 +23,17 @@ from torchbuild import __version__
 from torchbuild.env.buildenv import base_environment, tool_versions
 from torchbuild.errors import IntegrityError, UsageError
 from torchbuild.logger import log
-from torchbuild.options import Options, resolve
+from torchbuild.options import OPTION_DEFS, Options, add_build_arguments, resolve, to_argv
 from torchbuild.pipeline import prepare, run_build
 from torchbuild.plan import Plan, pin_commits
 from torchbuild.proof.artifacts import options_json, sha256_file
 
 SUPPORTED_SCHEMAS = (1,)
 MANIFEST_NAME = "torchbuild-manifest.json"
-# Options that say how to run, not what to build: never replayed.
-_SESSION_OPTIONS = {"dry_run", "json", "verbose", "quiet", "debug", "install_into", "force",
-                    "clean"}
-# Options a replay may point elsewhere (another machine, another output dir).
-OVERRIDABLE = ("dist", "work_dir", "cache_dir", "git_mirror", "offline", "jobs", "force")
+# Declared with each option (options.py): ``session`` ones say how to run, not what to build, so
+# they are never replayed; ``retarget`` ones a replay may point elsewhere (another machine, dir).
+_SESSION_OPTIONS = frozenset(d.name for d in OPTION_DEFS if d.session)
+OVERRIDABLE = tuple(d.name for d in OPTION_DEFS if d.retarget)
 # Toolchain entries known before the build env exists (python/cmake/ninja come from the env).
 HOST_TOOLS = ("gcc", "nvcc", "git")
 
@@ -240,18 +240,11 @@ def _member_differences(name: str, old: Path, new: Path) -> list[str]:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("replay", help="rebuild from a torchbuild-manifest.json",
-                              description=__doc__)
+                              description=__doc__, epilog="Unless given, --work-dir and "
+                              "--cache-dir are the recorded ones (so embedded paths match) and "
+                              "--dist is replay/ beside the manifest.")
     p.add_argument("manifest", help="torchbuild-manifest.json (or the --dist dir holding it)")
-    p.add_argument("--dist", help="where the replayed wheels go (default: replay/ beside the "
-                   "manifest)")
-    p.add_argument("--work-dir", help="work dir (default: the recorded one, so embedded paths "
-                   "match)")
-    p.add_argument("--cache-dir", help="mirror/env cache (default: the recorded one)")
-    p.add_argument("--git-mirror", help="fetch sources from this mirror base URL")
-    p.add_argument("--offline", action="store_true", default=None, help="no network at all")
-    p.add_argument("--jobs", type=int, help="parallel compile jobs")
-    p.add_argument("--force", action="store_true", default=None,
-                   help="continue past failed preflight checks (as for a build)")
+    add_build_arguments(p, OVERRIDABLE)   # same flags, types and help as for a build
     p.add_argument("--resume", action="store_true",
                    help="keep finished steps of the work dir instead of rebuilding everything")
     p.add_argument("--strict", action="store_true",
@@ -293,6 +286,7 @@ def main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     manifest_path = Path(args.manifest)
     manifest, options, plan, diffs = prepare_replay(manifest_path, args, environ)
     log.step(f"replay {manifest_path}")
+    log.info("as: python -m torchbuild " + shlex.join(to_argv(options)))
     if diffs:
         log.warn(f"{len(diffs)} input(s) differ from the record")
         log.table([d.row() for d in diffs], ["input", "recorded", "now"])
