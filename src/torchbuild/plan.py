@@ -20,7 +20,7 @@ from torchbuild import __version__
 from torchbuild.cc import Arch, arch_list_env
 from torchbuild.errors import CompatibilityError, UsageError
 from torchbuild.knowledge.conda_specs import specs_from
-from torchbuild.knowledge.jobs import heavy_cuda_kernels, max_jobs
+from torchbuild.knowledge.jobs import JobsDecision, build_jobs, compiler_env
 from torchbuild.knowledge.labels import companion_version, cuda_tag, version_label
 from torchbuild.knowledge.recipe import RecipeBook, Release
 from torchbuild.machine.facts import Facts, is_version
@@ -104,6 +104,12 @@ class Plan:
     offline: bool
     warnings: tuple[str, ...] = ()
     options: Mapping[str, Any] = field(default_factory=dict)
+    jobs_memory_limited: bool = False
+
+    @property
+    def jobs_decision(self) -> JobsDecision:
+        """The MAX_JOBS decision every later stage reports (preflight) and uses (build steps)."""
+        return JobsDecision(self.jobs, self.jobs_reason, memory_limited=self.jobs_memory_limited)
 
     @property
     def logs_dir(self) -> Path:
@@ -142,12 +148,15 @@ def redirect_url(url: str, mirror: str | None) -> str:
     return mirror.rstrip("/") + "/" + path.lstrip("/")
 
 
-def default_jobs(facts: Facts, options: Options, cuda: str | None) -> tuple[int, str]:
-    """MAX_JOBS from RAM and cores (jobs.py): flash-attention kernels need ~5.5 GB per job."""
-    heavy = heavy_cuda_kernels([a.major for a in options.archs], cuda is None, dict(options.set))
-    decision = max_jobs(facts.mem_available_gb, facts.swap_free_gb, facts.cores, heavy,
-                        cuda=cuda is not None)
-    return decision.jobs, decision.reasoning
+def decide_jobs(facts: Facts, options: Options, cuda: str | None) -> JobsDecision:
+    """MAX_JOBS (jobs.build_jobs) over what the compilers will see: the process environment with
+    ``--set`` on top. ``--set MAX_JOBS=N`` is what reaches the compiler, so it counts as asked."""
+    env = compiler_env(options.environ, options.set)
+    asked = dict(options.set).get("MAX_JOBS", "")
+    requested = int(asked) if asked.isdigit() and int(asked) > 0 else options.jobs
+    return build_jobs(facts.mem_available_gb, facts.swap_free_gb, facts.cores,
+                      arch_majors=[a.major for a in options.archs], cpu=cuda is None,
+                      compiler_env=env, requested=requested)
 
 
 def _fill(template: str, values: Mapping[str, str]) -> str:
@@ -316,8 +325,8 @@ def make_plan(book: RecipeBook, options: Options, facts: Facts) -> Plan:
     work_dir = (options.work_dir or options.cache_dir / "work" /
                 f"torch-{release.version}-{cuda_tag(cuda) if cuda else 'cpu'}").expanduser()
     wheels_dir = work_dir / "wheels"
-    jobs, jobs_reason = ((options.jobs, "--jobs") if options.jobs
-                         else default_jobs(facts, options, cuda))
+    decision = decide_jobs(facts, options, cuda)
+    jobs = decision.jobs
     env_spec = _env_spec(book, release, options, facts, work_dir, python_version, cuda)
     components = tuple(
         Component(name, book.components[name].dist, version,
@@ -348,7 +357,8 @@ def make_plan(book: RecipeBook, options: Options, facts: Facts) -> Plan:
     return Plan(
         tool_version=__version__, torch_version=release.version, torch_label=torch_label,
         cuda=cuda, archs=options.archs, arch_list=arch_list_env(options.archs),
-        python_version=python_version, jobs=jobs, jobs_reason=jobs_reason,
+        python_version=python_version, jobs=jobs, jobs_reason=decision.reasoning,
+        jobs_memory_limited=decision.memory_limited,
         components=components, sources=sources, environment=env_spec, steps=tuple(steps),
         work_dir=work_dir, dist=options.dist, cache_dir=options.cache_dir, release=release,
         torch_from_env=options.torch_from_env, offline=options.offline,

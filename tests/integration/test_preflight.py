@@ -259,7 +259,7 @@ def test_doctor_json_reports_this_machine(cli: CLI) -> None:
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)
     assert data["machine"]["cores"] == probes.cpu_count()
-    assert data["memory"]["max_jobs"]["cuda_flash_attention"]["jobs"] >= 1
+    assert data["memory"]["max_jobs"]["cuda_sm80_plus"]["jobs"] >= 1
     assert data["tools"]["git"]["version"]
     assert data["buildable"] and {"torch", "cuda", "verdict"} <= set(data["buildable"][0])
     if NVCC:

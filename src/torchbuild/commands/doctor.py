@@ -20,9 +20,9 @@ from typing import Any
 
 from torchbuild import command
 from torchbuild.errors import GPUDetectionError, UsageError
-from torchbuild.knowledge.jobs import max_jobs
+from torchbuild.knowledge.jobs import build_jobs
 from torchbuild.knowledge.rules import buildable_matrix, load_knowledge
-from torchbuild.machine import probes
+from torchbuild.machine import facts, probes
 
 _UTIL_QUERY = "timestamp,index,utilization.gpu,utilization.memory,memory.used"
 # Below this mean utilisation the GPU waits on the input pipeline more than it computes.
@@ -77,13 +77,20 @@ def _compilers(environ: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
-def _jobs(mem: probes.MemInfo, cores: int) -> dict[str, Any]:
-    heavy = max_jobs(mem.available_gb, mem.swap_free_gb, cores, True)
-    light = max_jobs(mem.available_gb, mem.swap_free_gb, cores, False)
-    cpu = max_jobs(mem.available_gb, mem.swap_free_gb, cores, False, cuda=False)
-    return {"cuda_flash_attention": {"jobs": heavy.jobs, "reasoning": heavy.reasoning},
-            "cuda_no_attention": {"jobs": light.jobs, "reasoning": light.reasoning},
-            "cpu_only": {"jobs": cpu.jobs, "reasoning": cpu.reasoning}}
+# The kinds of build doctor answers for: (key, arch majors, cpu). A build for sm_80+ compiles the
+# flash/mem-efficient attention kernels unless this environment switches them off.
+_JOB_CASES = (("cuda_sm80_plus", (8,), False), ("cuda_below_sm80", (7,), False),
+              ("cpu_only", (), True))
+
+
+def _jobs(machine: facts.Facts, environ: Mapping[str, str]) -> dict[str, Any]:
+    """The MAX_JOBS a build from this shell gets (the plan's derivation, the same facts)."""
+    out: dict[str, Any] = {}
+    for key, majors, cpu in _JOB_CASES:
+        d = build_jobs(machine.mem_available_gb, machine.swap_free_gb, machine.cores,
+                       arch_majors=majors, cpu=cpu, compiler_env=environ)
+        out[key] = {"jobs": d.jobs, "reasoning": d.reasoning}
+    return out
 
 
 def _wsl(work_dir: Path) -> dict[str, Any]:
@@ -103,8 +110,8 @@ def collect(environ: Mapping[str, str], *, work_dir: Path,
     """Probe everything once; the JSON report (``render`` prints it for humans)."""
     smi = probes.run_nvidia_smi(environ)
     toolkits = probes.find_toolkits(environ)
-    mem = probes.read_meminfo()
-    cores = probes.cpu_count()
+    machine = facts.gather(environ)
+    mem, cores = machine.mem, machine.cores
     gcc = probes.gcc_version(probes.host_compiler(environ), environ)
     ccs = sorted({g.compute_cap for g in smi.gpus})
     matrix = buildable_matrix(load_knowledge(recipe_dir), gcc=gcc, gpu_ccs=ccs,
@@ -116,7 +123,7 @@ def collect(environ: Mapping[str, str], *, work_dir: Path,
         "nvidia_smi": smi.to_json(),
         "toolkits": [t.to_json() for t in toolkits],
         "compilers": _compilers(environ),
-        "memory": {**mem.to_json(), "max_jobs": _jobs(mem, cores)},
+        "memory": {**mem.to_json(), "max_jobs": _jobs(machine, environ)},
         "disk": _disk(work_dir, environ),
         "wsl": _wsl(work_dir),
         "tools": _tools(environ),
@@ -187,8 +194,8 @@ def render(data: Mapping[str, Any]) -> str:
     lines += ["", "memory",
               _line("RAM", f"{mem['total_gb']} GB total, {mem['available_gb']} GB available"),
               _line("swap", f"{mem['swap_free_gb']} GB free of {mem['swap_total_gb']} GB"),
-              _line("MAX_JOBS (CUDA+FA)", jobs["cuda_flash_attention"]["reasoning"]),
-              _line("MAX_JOBS (CUDA)", jobs["cuda_no_attention"]["jobs"]),
+              _line("MAX_JOBS (sm_80+)", jobs["cuda_sm80_plus"]["reasoning"]),
+              _line("MAX_JOBS (< sm_80)", jobs["cuda_below_sm80"]["jobs"]),
               _line("MAX_JOBS (CPU)", jobs["cpu_only"]["jobs"]),
               "", "disk",
               _line("work dir", f"{disk['work_dir']}: {disk['work_dir_free_gb']} GB free"),

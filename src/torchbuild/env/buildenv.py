@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from torchbuild.command import probe
+from torchbuild.machine.probes import parse_nvcc_version
 
 __all__ = ["BuildEnv", "base_environment", "prepend_path", "tool_versions"]
 
@@ -49,6 +50,11 @@ def prepend_path(env: dict[str, str], *dirs: Path) -> None:
 _VERSION = re.compile(r"(\d+\.\d+(?:\.\d+)?)")
 
 
+def _first_version(text: str) -> str | None:
+    m = _VERSION.search(text)
+    return m.group(1) if m else None
+
+
 def tool_versions(env: Mapping[str, str]) -> dict[str, str]:
     """Best-effort versions of the toolchain the build will see (for the manifest)."""
     probes = {"python": ["python", "--version"], "cmake": ["cmake", "--version"],
@@ -59,10 +65,7 @@ def tool_versions(env: Mapping[str, str]) -> dict[str, str]:
         res = probe(argv, env=env, timeout=10)
         if res and res[0] == 0:
             text = res[1] + res[2]
-            if name == "nvcc":
-                m = re.search(r"release (\d+\.\d+)", text)
-            else:
-                m = _VERSION.search(text)
-            if m:
-                out[name] = m.group(1)
+            version = parse_nvcc_version(text) if name == "nvcc" else _first_version(text)
+            if version:
+                out[name] = version
     return out

@@ -65,3 +65,21 @@ def heavy_cuda_kernels(arch_majors: Sequence[int], cpu: bool,
     off = {"0", "OFF", "off", "false", "FALSE"}
     return not (build_env.get("USE_FLASH_ATTENTION") in off
                 and build_env.get("USE_MEM_EFF_ATTENTION") in off)
+
+
+def build_jobs(mem_available_gb: float, swap_free_gb: float, cores: int, *,
+               arch_majors: Sequence[int], cpu: bool, compiler_env: Mapping[str, str],
+               requested: int | None = None) -> JobsDecision:
+    """THE MAX_JOBS of a build (the one derivation plan, preflight, doctor and the build step
+    use). ``compiler_env``: the variables the compilers will see -- the process environment with
+    ``--set`` on top -- since USE_FLASH_ATTENTION=0 from either place changes the budget."""
+    heavy = heavy_cuda_kernels(arch_majors, cpu, compiler_env)
+    return max_jobs(mem_available_gb, swap_free_gb, cores, heavy, cuda=not cpu,
+                    requested=requested)
+
+
+def compiler_env(environ: Mapping[str, str], set_pairs: Sequence[tuple[str, str]]
+                 ) -> dict[str, str]:
+    """What a build step's processes see of these variables: ``--set`` wins over the process
+    environment (plan.py puts ``--set`` last into every step's env)."""
+    return {**environ, **dict(set_pairs)}

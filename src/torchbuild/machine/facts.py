@@ -1,75 +1,79 @@
-"""Machine facts the planner needs (cores, memory, the CUDA toolkit, the interpreter to build with).
+"""Machine facts: gathered once, by the probes in ``probes.py``, and handed to plan, preflight and
+doctor (one meminfo parse, one nvcc search, one nvcc version regex, the affinity mask for cores).
 
-Gathered once, by cheap probes, before planning; the plan itself stays a pure function of
-(recipes, options, facts). ``doctor``/``preflight`` look much deeper (probes.py).
+Two rounds, because the second needs the plan's work dir: :func:`gather` (cheap: what the planner
+needs) before planning, :func:`gather_host` (git, compilers, driver, disk, WSL) after it, filling in
+the same ``Facts``. The plan itself stays a pure function of (recipes, options, facts).
 """
 
 from __future__ import annotations
 
-import os
 import platform
 import re
 import sys
+import tempfile
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from torchbuild.command import probe
+from torchbuild.machine import probes
+from torchbuild.machine.probes import MemInfo, SmiReport, Toolkit
 
 _PY_VERSION = re.compile(r"^\d+\.\d+$")
 
 
 @dataclass(frozen=True)
 class Facts:
-    cores: int
-    mem_available_gb: float
-    swap_free_gb: float
-    machine: str
-    cuda_home: str | None
-    cuda_version: str | None
-    host_python: str
-    host_python_version: str
+    """What this machine has. The host-check fields keep their 'unknown' defaults until
+    :func:`gather_host` ran (``host_checked``)."""
+
+    cores: int = 1
+    mem: MemInfo = field(default_factory=lambda: MemInfo(0.0, 0.0, 0.0, 0.0))
+    machine: str = ""
+    toolkit: Toolkit | None = None          # the system CUDA toolkit, if any
+    host_python: str = ""
+    host_python_version: str = ""
     env_python: str | None = None           # interpreter of --env existing / venv --python PATH
     env_python_version: str | None = None
     env_torch_version: str | None = None    # torch already installed there (--torch-from-env)
+    # --- host checks (gather_host) ---
+    host_checked: bool = False
+    wsl: bool = False
+    wsl_libcuda: tuple[str, ...] = ()
+    work_dir_free_gb: float = 0.0
+    tmp_dir: Path = Path("/tmp")
+    tmp_free_gb: float = 0.0
+    smi: SmiReport = field(default_factory=lambda: SmiReport("absent", None))
+    git: str | None = None
+    cmake: str | None = None
+    host_cxx: str = "g++"
+    host_cxx_version: str | None = None
+    host_cxx_is_clang: bool = False
 
-    def to_json(self) -> dict[str, object]:
-        return asdict(self)
+    @property
+    def mem_available_gb(self) -> float:
+        return round(self.mem.available_gb, 1)
 
+    @property
+    def swap_free_gb(self) -> float:
+        return round(self.mem.swap_free_gb, 1)
 
-def meminfo_gb(text: str) -> tuple[float, float]:
-    """(MemAvailable, SwapFree) in GiB from /proc/meminfo text."""
-    fields = {}
-    for line in text.splitlines():
-        key, _, rest = line.partition(":")
-        parts = rest.split()
-        if parts and parts[0].isdigit():
-            fields[key.strip()] = int(parts[0]) / (1024 * 1024)
-    return fields.get("MemAvailable", 0.0), fields.get("SwapFree", 0.0)
+    @property
+    def cuda_home(self) -> str | None:
+        return str(self.toolkit.root) if self.toolkit else None
 
+    @property
+    def cuda_version(self) -> str | None:
+        return self.toolkit.version if self.toolkit else None
 
-def nvcc_version(text: str) -> str | None:
-    """``release 13.0, V13.0.88`` -> ``13.0``."""
-    m = re.search(r"release (\d+\.\d+)", text)
-    return m.group(1) if m else None
-
-
-def find_cuda(environ: Mapping[str, str]) -> tuple[str | None, str | None]:
-    """(CUDA_HOME, version) of the system toolkit: $CUDA_HOME, nvcc on PATH, /usr/local/cuda."""
-    candidates = []
-    for var in ("CUDA_HOME", "CUDA_PATH"):
-        if environ.get(var):
-            candidates.append(Path(environ[var]) / "bin" / "nvcc")
-    for entry in environ.get("PATH", "").split(os.pathsep):
-        if entry:
-            candidates.append(Path(entry) / "nvcc")
-    candidates.append(Path("/usr/local/cuda/bin/nvcc"))
-    for nvcc in candidates:
-        if nvcc.is_file():
-            out = probe([str(nvcc), "--version"], env=dict(environ))
-            if out and out[0] == 0:
-                return str(nvcc.resolve().parent.parent), nvcc_version(out[1])
-    return None, None
+    def to_json(self) -> dict[str, Any]:
+        return {"cores": self.cores, "mem": self.mem.to_json(), "machine": self.machine,
+                "toolkit": self.toolkit.to_json() if self.toolkit else None,
+                "host_python": self.host_python, "host_python_version": self.host_python_version,
+                "env_python": self.env_python, "env_python_version": self.env_python_version,
+                "env_torch_version": self.env_torch_version}
 
 
 _PY_PROBE = ("import sys, importlib.util as u; v=sys.version_info; "
@@ -88,27 +92,50 @@ def python_facts(python: str, environ: Mapping[str, str]) -> tuple[str | None, s
     return (parts[0] if parts else None), (parts[1] if len(parts) > 1 else None)
 
 
+def system_toolkit(environ: Mapping[str, str]) -> Toolkit | None:
+    """The toolkit a venv/existing build uses: ``probes.find_nvcc``'s search order."""
+    nvcc = probes.find_nvcc(environ)
+    return probes.probe_toolkit(nvcc, environ) if nvcc else None
+
+
 def gather(environ: Mapping[str, str], *, env_python: str | None = None) -> Facts:
-    try:
-        mem, swap = meminfo_gb(Path("/proc/meminfo").read_text())
-    except OSError:
-        mem, swap = 0.0, 0.0
-    cuda_home, cuda_version = find_cuda(environ)
+    """What the planner needs: cores, memory, the system toolkit, the interpreters."""
     env_py_version = env_torch = None
     if env_python:
         env_py_version, env_torch = python_facts(env_python, environ)
     return Facts(
-        cores=os.cpu_count() or 1,
-        mem_available_gb=round(mem, 1),
-        swap_free_gb=round(swap, 1),
+        cores=probes.cpu_count(),
+        mem=probes.read_meminfo(),
         machine=platform.machine(),
-        cuda_home=cuda_home,
-        cuda_version=cuda_version,
+        toolkit=system_toolkit(environ),
         host_python=sys.executable,
         host_python_version=f"{sys.version_info.major}.{sys.version_info.minor}",
         env_python=env_python,
         env_python_version=env_py_version,
         env_torch_version=env_torch,
+    )
+
+
+def gather_host(facts: Facts, environ: Mapping[str, str], *, work_dir: Path,
+                cpu: bool) -> Facts:
+    """The same facts plus what preflight checks (all these probes together take well under 1 s).
+    """
+    tmp = Path(environ.get("TMPDIR") or tempfile.gettempdir())
+    cxx = probes.host_compiler(environ)
+    return replace(
+        facts,
+        host_checked=True,
+        wsl=probes.is_wsl(probes.read_proc_version()),
+        wsl_libcuda=probes.wsl_libcuda(),
+        work_dir_free_gb=probes.disk_free_gb(work_dir),
+        tmp_dir=tmp,
+        tmp_free_gb=probes.disk_free_gb(tmp),
+        smi=probes.run_nvidia_smi(environ) if not cpu else SmiReport("absent", None),
+        git=probes.tool_version(["git", "--version"], environ),
+        cmake=probes.tool_version(["cmake", "--version"], environ),
+        host_cxx=cxx,
+        host_cxx_version=probes.gcc_version(cxx, environ),
+        host_cxx_is_clang=probes.is_clang(cxx, environ),
     )
 
 

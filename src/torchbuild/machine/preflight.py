@@ -27,7 +27,7 @@ from torchbuild.errors import (
     PreflightError,
     TorchbuildError,
 )
-from torchbuild.knowledge.jobs import JobsDecision, heavy_cuda_kernels, max_jobs
+from torchbuild.knowledge.jobs import JobsDecision, build_jobs
 from torchbuild.knowledge.rules import (
     ArchLike,
     Finding,
@@ -51,6 +51,7 @@ from torchbuild.knowledge.rules import (
 )
 from torchbuild.logger import log
 from torchbuild.machine import probes
+from torchbuild.machine.facts import Facts, gather, gather_host
 
 if TYPE_CHECKING:
     from torchbuild.options import Options
@@ -88,6 +89,8 @@ class PreflightRequest:
     estimated_disk_gb: float = 40.0
     environ: Mapping[str, str] = field(default_factory=dict)
     jobs: int | None = None
+    # The plan's MAX_JOBS decision: preflight reports it rather than deriving its own.
+    jobs_decision: JobsDecision | None = None
     recipe_dir: Path | None = None
     compile_kernels: bool = True
     # The release row to check against (the plan's ``recipe.Release``); None: look the version up
@@ -100,47 +103,14 @@ class PreflightRequest:
         return self.needs_system_toolkit or self.env_backend in {"venv", "existing"}
 
 
-@dataclass(frozen=True)
-class MachineFacts:
-    """Everything stage 2 reads, gathered in one go (all probes together take well under 1 s)."""
-
-    mem: probes.MemInfo
-    cores: int
-    wsl: bool
-    wsl_libcuda: tuple[str, ...]
-    work_dir_free_gb: float
-    tmp_dir: Path
-    tmp_free_gb: float
-    smi: probes.SmiReport
-    git: str | None
-    cmake: str | None
-    toolkit: probes.Toolkit | None
-    host_cxx: str
-    host_cxx_version: str | None
-    host_cxx_is_clang: bool
+# One type of machine facts (facts.py); the old name stays for callers and tests.
+MachineFacts = Facts
 
 
-def gather_facts(request: PreflightRequest) -> MachineFacts:
+def gather_facts(request: PreflightRequest, base: Facts | None = None) -> Facts:
+    """``base`` (the planner's facts) plus the host checks; nothing is probed twice."""
     env = request.environ
-    tmp = Path(env.get("TMPDIR") or tempfile.gettempdir())
-    nvcc = probes.find_nvcc(env) if not request.cpu else None
-    cxx = probes.host_compiler(env)
-    return MachineFacts(
-        mem=probes.read_meminfo(),
-        cores=probes.cpu_count(),
-        wsl=probes.is_wsl(probes.read_proc_version()),
-        wsl_libcuda=probes.wsl_libcuda(),
-        work_dir_free_gb=probes.disk_free_gb(request.work_dir),
-        tmp_dir=tmp,
-        tmp_free_gb=probes.disk_free_gb(tmp),
-        smi=probes.run_nvidia_smi(env) if not request.cpu else probes.SmiReport("absent", None),
-        git=probes.tool_version(["git", "--version"], env),
-        cmake=probes.tool_version(["cmake", "--version"], env),
-        toolkit=probes.probe_toolkit(nvcc, env) if nvcc else None,
-        host_cxx=cxx,
-        host_cxx_version=probes.gcc_version(cxx, env),
-        host_cxx_is_clang=probes.is_clang(cxx, env),
-    )
+    return gather_host(base or gather(env), env, work_dir=request.work_dir, cpu=request.cpu)
 
 
 # ------------------------------------------------------------------------ stage 1: the request
@@ -278,9 +248,13 @@ def driver_findings(req: PreflightRequest, facts: MachineFacts) -> list[Finding]
 
 
 def decide_jobs(req: PreflightRequest, facts: MachineFacts) -> JobsDecision:
-    heavy = heavy_cuda_kernels([a.major for a in req.archs], req.cpu, req.environ)
-    return max_jobs(facts.mem.available_gb, facts.mem.swap_free_gb, facts.cores, heavy,
-                    cuda=not req.cpu, requested=req.jobs)
+    """The plan's decision when there is a plan; otherwise the same derivation (jobs.py) over
+    the request's environment (which then is the compiler's)."""
+    if req.jobs_decision is not None:
+        return req.jobs_decision
+    return build_jobs(facts.mem_available_gb, facts.swap_free_gb, facts.cores,
+                   arch_majors=[a.major for a in req.archs], cpu=req.cpu,
+                   compiler_env=req.environ, requested=req.jobs)
 
 
 def resource_findings(req: PreflightRequest, facts: MachineFacts) -> list[Finding]:
@@ -463,19 +437,22 @@ def request_for_plan(plan: Plan, options: Options) -> PreflightRequest:
         cpu=plan.cuda is None, env_backend=backend,
         needs_system_toolkit=plan.cuda is not None and backend in {"venv", "existing"},
         estimated_disk_gb=estimate_disk_gb(names, cuda=plan.cuda is not None, backend=backend),
-        environ=options.environ, jobs=options.jobs, recipe_dir=options.recipe_dir,
-        release=plan.release)
+        environ=options.environ, jobs=options.jobs, jobs_decision=plan.jobs_decision,
+        recipe_dir=options.recipe_dir, release=plan.release)
 
 
 def _component(plan: Plan, name: str) -> Component | None:
     return next((c for c in plan.components if c.name == name), None)
 
 
-def preflight_for_plan(plan: Plan, options: Options, _machine: object = None) -> list[Finding]:
-    """What ``pipeline`` calls after planning (``_machine``: the planner's facts, unused: the
-    preflight probes go deeper)."""
+def preflight_for_plan(plan: Plan, options: Options, machine: Facts | None = None
+                       ) -> list[Finding]:
+    """What ``pipeline`` calls after planning, with the planner's facts (the host checks are
+    added to them, nothing gathered twice)."""
     log.step("preflight")
-    return run_preflight(request_for_plan(plan, options), force=options.force)
+    request = request_for_plan(plan, options)
+    facts = gather_facts(request, machine) if machine is not None else None
+    return run_preflight(request, force=options.force, facts=facts)
 
 
 def request_problems(plan: Plan, options: Options) -> list[Finding]:
