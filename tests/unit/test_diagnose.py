@@ -15,6 +15,39 @@ from torchbuild.build.diagnose import (
     render,
 )
 
+_BDIST_WHEEL_LOG = [
+    "Processing /tmp/vfix",
+    "  Preparing metadata (pyproject.toml): started",
+    "  Running command Preparing metadata (pyproject.toml)",
+    ("  /tmp/cmp-tv/lib/python3.11/site-packages/torch/_subclasses/functional_tensor.py:368: "
+     "UserWarning: Failed to initialize NumPy: No module named 'numpy' (Triggered internally at "
+     "/__w/pytorch/pytorch/torch/csrc/utils/tensor_numpy.cpp:84.)"),
+    "  running dist_info",
+    "  creating '/tmp/pip-modern-metadata-luzbt161/torchvision-0.99.0.dist-info'",
+    "  error: invalid command 'bdist_wheel'",
+    "  error: subprocess-exited-with-error",
+    "  × Preparing metadata (pyproject.toml) did not run successfully.",
+    "  │ exit code: 1",
+    "error: metadata-generation-failed",
+]
+_CAFFE2_CUDA_LOG = [
+    "-- Detecting CXX compile features - done",
+    ("CMake Error at /venv/lib/python3.11/site-packages/torch/share/cmake/Caffe2/"
+     "Caffe2Config.cmake:90 (message):"),
+    "  Your installed Caffe2 version uses CUDA but I cannot find the CUDA",
+    "  libraries.  Please set the proper CUDA prefixes and / or install CUDA.",
+    "Call Stack (most recent call first):",
+    ("  /venv/lib/python3.11/site-packages/torch/share/cmake/Torch/TorchConfig.cmake:68 "
+     "(find_package)"),
+    "  CMakeLists.txt:3 (find_package)",
+    "-- Configuring incomplete, errors occurred!",
+]
+# torchvision's setup.py: warnings.warn("Building torchvision without WEBP support") (v0.21.0)
+_WEBP_WARNING = [
+    "/w/src/vision/setup.py:362: UserWarning: Building torchvision without WEBP support",
+    '  warnings.warn("Building torchvision without WEBP support")',
+]
+
 # (FM id, log lines as quoted in pain.md); `…` elisions kept: users' paths differ anyway.
 REAL_TEXTS: list[tuple[str, list[str]]] = [
     ("FM-01", ["c++: fatal error: Killed signal terminated program cc1plus",
@@ -120,6 +153,12 @@ REAL_TEXTS: list[tuple[str, list[str]]] = [
     ("FM-30", ["undefined reference to 'ncclAllReduce'"]),
     ("FM-30", ["error: 'gloo::transport::tcp' has not been declared"]),
     ("FM-30", ["fatal error: tensorpipe/tensorpipe.h: No such file or directory"]),
+    # #17: `pip wheel --no-build-isolation` of torchvision in a venv with setuptools 65, no wheel
+    # (recorded here, pip 23.2.1, setuptools 65.7.0)
+    ("FM-36", _BDIST_WHEEL_LOG),
+    # #17: torchaudio's configure against a CUDA torch on a machine without a toolkit (CMake
+    # 3.25.1's rendering of Caffe2Config.cmake's FATAL_ERROR)
+    ("FM-37", _CAFFE2_CUDA_LOG),
     ("FM-31", ["RuntimeError: PyTorch was compiled without NumPy support"]),
     ("FM-31", [("A module that was compiled using NumPy 1.x cannot be run in NumPy 2.0.0 as it may "
                "crash")]),
@@ -240,3 +279,25 @@ def test_first_errors_puts_ninja_bookkeeping_after_the_compiler_message() -> Non
         "src/u0.cpp:1:10: fatal error: nccl.h: No such file or directory",
         "FAILED: [code=1] build/u0.o",
     ]
+
+
+def test_webp_warning_is_noise_beside_the_real_cause() -> None:
+    # #17: the bdist_wheel failure was blamed on the harmless WEBP warning printed before it
+    found = diagnose([*_WEBP_WARNING, *_BDIST_WHEEL_LOG])
+    assert [d.fm for d in found] == ["FM-36"]
+    assert "wheel" in found[0].fix and "--clean" not in found[0].fix
+    assert not any("WEBP" in line for line in first_errors([*_WEBP_WARNING, *_BDIST_WHEEL_LOG]))
+
+
+def test_webp_warning_alone_is_a_note_not_a_cause() -> None:
+    found = diagnose(_WEBP_WARNING)
+    assert [(d.fm, d.benign) for d in found] == [("FM-20", True)]
+    text = render(found, first_errors(_WEBP_WARNING))
+    assert "likely cause" not in text and "note (FM-20)" in text
+
+
+def test_caffe2_cuda_error_names_the_toolkit_not_clean() -> None:
+    found = diagnose([*_WEBP_WARNING, *_CAFFE2_CUDA_LOG])
+    assert [d.fm for d in found] == ["FM-37"]
+    assert "CUDA_HOME" in found[0].fix and "--clean" not in found[0].fix
+    assert first_errors(_CAFFE2_CUDA_LOG)[0].startswith("CMake Error at")

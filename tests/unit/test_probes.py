@@ -149,6 +149,20 @@ def test_nvcc_version_and_location() -> None:
     assert probes.parse_nvcc_here("") is None
 
 
+@pytest.mark.parametrize(("script", "target"), [
+    # /usr/local/bin/nvcc on this project's machines, verbatim
+    ('#!/bin/sh\nexec /usr/local/cuda-13.0/bin/nvcc "$@"\n', "/usr/local/cuda-13.0/bin/nvcc"),
+    ("#!/bin/bash\nset -e\n'/opt/cuda 12/bin/nvcc' \"$@\"\n", None),   # not an absolute word
+    ('#!/bin/sh\nNVCC_APPEND_FLAGS=-g exec "/opt/nvidia/cuda/bin/nvcc" "$@"\n',
+     "/opt/nvidia/cuda/bin/nvcc"),
+    ("\x7fELF\x02\x01 binary /usr/local/cuda/bin/nvcc", None),   # a real binary is no wrapper
+    ("#!/bin/sh\necho nvcc\n", None),
+])
+def test_wrapper_script_target(script: str, target: str | None) -> None:
+    found = probes.parse_wrapper_target(script)
+    assert (str(found) if found else None) == target
+
+
 def test_compile_argv_uses_gencode_and_host_compiler() -> None:
     argv = probes.compile_argv("nvcc", Path("k.cu"), Path("k.o"), "compute_90a", "sm_90a",
                                "g++-12")

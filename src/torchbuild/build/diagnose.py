@@ -23,6 +23,9 @@ class Signature:
     pattern: re.Pattern[str]
     fix: str  # str.format template: {0}, {1}... are regex groups; {jobs}/{half_jobs} from context
     also: re.Pattern[str] | None = None  # must match within _WINDOW lines around the primary match
+    # A warning that never fails a build by itself (a torchvision image backend left out): said as
+    # a note when nothing else is known, never as the cause beside a real one.
+    benign: bool = False
 
 
 @dataclass(frozen=True)
@@ -32,10 +35,13 @@ class Diagnosis:
     fix: str
     line: str
     line_no: int  # 1-based, in the lines handed to diagnose()
+    benign: bool = False
 
 
-def _sig(fm: str, title: str, regex: str, fix: str, also: str | None = None) -> Signature:
-    return Signature(fm, title, re.compile(regex), fix, re.compile(also) if also else None)
+def _sig(fm: str, title: str, regex: str, fix: str, also: str | None = None, *,
+         benign: bool = False) -> Signature:
+    return Signature(fm, title, re.compile(regex), fix, re.compile(also) if also else None,
+                     benign)
 
 
 _OOM_FIX = (
@@ -116,7 +122,9 @@ SIGNATURES: tuple[Signature, ...] = (
     _sig("FM-20", "torchvision image/video backend not found",
          r"Building torchvision without (\w+) support"
          r"|header files were not found, disabling ffmpeg",
-         "install the {0} development files (libjpeg-turbo, libpng, libwebp) into the build env"),
+         "a warning, not an error: the wheel works without the {0} decoder. For it, install the "
+         "{0} development files (libjpeg-turbo, libpng, libwebp) into the build env",
+         benign=True),
     _sig("FM-21", "torchaudio FFmpeg/SoX not found",
          r"FFmpeg libraries are not found|configure: error: cannot find flac",
          "install a supported ffmpeg into the env for this torchaudio tag, or build with "
@@ -143,6 +151,19 @@ SIGNATURES: tuple[Signature, ...] = (
     _sig("FM-32", "CMake too new for this tag",
          r"Compatibility with CMake < 3\.5 has been removed",
          "pin cmake<4 in the build env for this tag, or set CMAKE_POLICY_VERSION_MINIMUM=3.5"),
+    # FM-36 and FM-37 are torchbuild's own ids (issue #17), beyond pain.md's 35.
+    _sig("FM-36", "the build env cannot make wheels (no bdist_wheel)",
+         r"invalid command 'bdist_wheel'",
+         "setuptools < 70.1 needs the `wheel` package for bdist_wheel. torchbuild installs the "
+         "companions' build requirements into an --env existing interpreter; otherwise run "
+         "`python -m pip install 'setuptools>=70.1' wheel` in the build env and re-run the same "
+         "command"),
+    _sig("FM-37", "torch in the build env is a CUDA build, and CMake found no CUDA toolkit",
+         r"Your installed Caffe2 version uses CUDA but I cannot find the CUDA",
+         "torch's CMake config (Caffe2Config.cmake) needs the CUDA toolkit torch was built with, "
+         "even for --cpu companions. Install it, or point torchbuild at it with CUDA_HOME=/path "
+         "(it passes the toolkit it finds as CUDA_HOME), or build against a CPU torch; then "
+         "re-run the same command"),
     _sig("FM-33", "setup.py install is deprecated",
          r"setup\.py install is deprecated",
          "build wheels with `python -m pip wheel --no-build-isolation --no-deps . -w dist`"),
@@ -239,7 +260,8 @@ def diagnose(
     for index, sig, match in _matches(lines):
         if sig.fm not in found:
             fix = _render_fix(sig, match, context)
-            found[sig.fm] = Diagnosis(sig.fm, sig.title, fix, lines[index].strip(), index + 1)
+            found[sig.fm] = Diagnosis(sig.fm, sig.title, fix, lines[index].strip(), index + 1,
+                                      sig.benign)
     if returncode in (137, -9) and not ({"FM-01", "FM-02"} & found.keys()):
         oom = next(s for s in SIGNATURES if s.fm == "FM-01")
         found["FM-01"] = Diagnosis(oom.fm, oom.title, oom.fix.format(**context),
@@ -247,7 +269,8 @@ def diagnose(
     # FM-02 is the specific form of FM-01: say it once, with the specific advice.
     if "FM-02" in found:
         found.pop("FM-01", None)
-    return list(found.values())
+    causes = [d for d in found.values() if not d.benign]
+    return causes or list(found.values())
 
 
 def render(diagnoses: Sequence[Diagnosis], errors: Sequence[str]) -> str:
@@ -257,7 +280,8 @@ def render(diagnoses: Sequence[Diagnosis], errors: Sequence[str]) -> str:
         parts.append("first errors:")
         parts.extend(f"  {line}" for line in errors)
     for diag in diagnoses:
-        parts.append(f"likely cause ({diag.fm}): {diag.title}")
+        kind = "note" if diag.benign else "likely cause"
+        parts.append(f"{kind} ({diag.fm}): {diag.title}")
         parts.append(f"  fix: {diag.fix}")
     return "\n".join(parts)
 

@@ -201,7 +201,12 @@ def toolkit_findings(req: PreflightRequest, facts: MachineFacts) -> list[Finding
         return [error("nvcc", "no CUDA toolkit found ($CUDA_HOME, nvcc on PATH, /usr/local/cuda)",
                       "install the CUDA toolkit and set CUDA_HOME, or use --env conda",
                       MissingToolError, forceable=False)]
-    found = [ok("nvcc", f"nvcc {tk.version} at {tk.nvcc}")]
+    if not tk.complete:
+        return [error("nvcc", f"nvcc {tk.version} at {tk.nvcc} runs, but {tk.root} is no toolkit "
+                      "root (no include/cuda_runtime.h and lib64/libcudart*): CMake would not "
+                      "find CUDA", "set CUDA_HOME to the toolkit directory (the one holding "
+                      "bin/nvcc, include/ and lib64/)", MissingToolError, forceable=False)]
+    found = [ok("nvcc", f"nvcc {tk.version} at {tk.nvcc} (toolkit {tk.root})")]
     if req.cuda and minor_of(req.cuda) != minor_of(tk.version):
         found.append(error("nvcc-version", f"the toolkit at {tk.root} is CUDA {tk.version}, "
                            f"not the requested {req.cuda}", f"set CUDA_HOME to a CUDA {req.cuda} "

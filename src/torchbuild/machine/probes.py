@@ -164,11 +164,12 @@ class Toolkit:
     gpu_archs: tuple[str, ...]  # "7.5", "9.0", "10.0", ... from --list-gpu-arch
     max_gcc: int | None
     clang_lt: int | None
+    complete: bool = True   # root has include/cuda_runtime.h and the runtime library
 
     def to_json(self) -> dict[str, Any]:
         return {"nvcc": self.nvcc, "version": self.version, "root": str(self.root),
                 "gpu_archs": list(self.gpu_archs), "max_gcc": self.max_gcc,
-                "clang_lt": self.clang_lt}
+                "clang_lt": self.clang_lt, "complete": self.complete}
 
 
 def parse_nvcc_version(text: str) -> str | None:
@@ -197,6 +198,11 @@ def parse_host_config(text: str) -> tuple[int | None, int | None]:
     return (int(gcc.group(1)) if gcc else None, clang_lt)
 
 
+# Where a toolkit lives when neither $CUDA_HOME nor PATH says (a module constant: tests point it
+# elsewhere to play a machine without one).
+DEFAULT_CUDA_ROOTS: tuple[Path, ...] = (Path("/usr/local/cuda"),)
+
+
 def find_nvcc(environ: Mapping[str, str]) -> str | None:
     """$CUDA_HOME/bin/nvcc, $CUDA_PATH/bin/nvcc, nvcc on PATH, /usr/local/cuda/bin/nvcc."""
     for var in ("CUDA_HOME", "CUDA_PATH"):
@@ -206,8 +212,8 @@ def find_nvcc(environ: Mapping[str, str]) -> str | None:
     found = shutil.which("nvcc", path=environ.get("PATH", os.defpath))
     if found:
         return found
-    default = Path("/usr/local/cuda/bin/nvcc")
-    return str(default) if default.is_file() else None
+    defaults = [root / "bin" / "nvcc" for root in DEFAULT_CUDA_ROOTS]
+    return next((str(p) for p in defaults if p.is_file()), None)
 
 
 def parse_nvcc_here(text: str) -> Path | None:
@@ -216,13 +222,69 @@ def parse_nvcc_here(text: str) -> Path | None:
     return Path(m.group(1).strip()) if m else None
 
 
+_WRAPPED_NVCC = re.compile(r"""(?<![\w/.-])["']?(/[^\s"';|&]*/nvcc)["']?(?=[\s;|&]|$)""",
+                           re.MULTILINE)
+
+
+def parse_wrapper_target(text: str) -> Path | None:
+    """The nvcc a wrapper script runs: ``exec /usr/local/cuda-13.0/bin/nvcc "$@"`` -> that path.
+
+    Only a script (``#!``) counts; the first absolute path ending in ``/nvcc`` is the target.
+    """
+    if not text.startswith("#!"):
+        return None
+    body = text.split("\n", 1)[1] if "\n" in text else ""
+    m = _WRAPPED_NVCC.search(body)
+    return Path(m.group(1)) if m else None
+
+
+def is_toolkit_root(root: Path) -> bool:
+    """A real toolkit root: ``include/cuda_runtime.h`` and the CUDA runtime library in ``lib64``
+    (or ``lib``, or conda-forge's ``targets/<arch>``). ``/usr/local`` -- what a wrapper script in
+    ``/usr/local/bin`` resolves to -- has neither (torch's own helper guesses it anyway, #17)."""
+    headers = [root / "include", *root.glob("targets/*/include")]
+    libs = [root / "lib64", root / "lib", *root.glob("targets/*/lib")]
+    return any((h / "cuda_runtime.h").is_file() for h in headers) and \
+        any(next(d.glob("libcudart*"), None) is not None for d in libs if d.is_dir())
+
+
+def _script_text(path: Path) -> str:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4096).decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def _root_candidates(nvcc: str) -> list[Path]:
+    """Roots by following symlinks, then wrapper scripts (a few levels), cheapest first."""
+    out: list[Path] = []
+    path = Path(nvcc)
+    for _ in range(4):
+        real = path.resolve()
+        out.append(real.parent.parent)
+        target = parse_wrapper_target(_script_text(real))
+        if target is None or target.resolve() == real:
+            break
+        path = target
+    return out
+
+
 def toolkit_root(nvcc: str, environ: Mapping[str, str] | None = None) -> Path:
     """The toolkit directory. nvcc on PATH may be a symlink or a wrapper script
-    (``exec /usr/local/cuda-13.0/bin/nvcc "$@"``), so ask nvcc itself where it lives."""
+    (``exec /usr/local/cuda-13.0/bin/nvcc "$@"``): follow both, and if that does not reach a
+    directory with the headers and libraries, ask nvcc itself (``--dryrun`` prints ``_HERE_``)."""
+    candidates = _root_candidates(nvcc)
+    for root in candidates:
+        if is_toolkit_root(root):
+            return root
     res = command.probe([nvcc, "--dryrun", "-x", "cu", "-c", "/dev/null", "-o", "/dev/null"],
                         env=dict(environ) if environ is not None else None)
     here = parse_nvcc_here(res[1] + res[2]) if res else None
-    return here.parent if here else Path(nvcc).resolve().parent.parent
+    if here is not None and is_toolkit_root(here.parent):
+        return here.parent
+    # Nothing looks like a toolkit: report the deepest guess; preflight says what is missing.
+    return here.parent if here is not None else candidates[-1]
 
 
 def host_config_path(root: Path) -> Path:
@@ -245,7 +307,7 @@ def probe_toolkit(nvcc: str, environ: Mapping[str, str]) -> Toolkit | None:
     max_gcc, clang_lt = parse_host_config(hc.read_text(errors="replace")) if hc.is_file() \
         else (None, None)
     gpu = parse_list_gpu_arch(archs[1]) if archs and archs[0] == 0 else ()
-    return Toolkit(nvcc, version, root, gpu, max_gcc, clang_lt)
+    return Toolkit(nvcc, version, root, gpu, max_gcc, clang_lt, is_toolkit_root(root))
 
 
 def find_toolkits(environ: Mapping[str, str]) -> tuple[Toolkit, ...]:
