@@ -67,6 +67,56 @@ def heavy_cuda_kernels(arch_majors: Sequence[int], cpu: bool,
                 and build_env.get("USE_MEM_EFF_ATTENTION") in off)
 
 
+@dataclass(frozen=True)
+class ExtensionJobs:
+    """MAX_JOBS and nvcc --threads for one ``--extra`` build."""
+
+    jobs: int
+    nvcc_threads: int
+    reasoning: str
+
+
+def extension_jobs(mem_available_gb: float, swap_free_gb: float, cores: int, *,
+                   job_gb: float | None, recipe_threads: int, threads_settable: bool,
+                   arch_count: int, cuda: bool = True,
+                   requested: int | None = None) -> ExtensionJobs:
+    """Compile jobs x nvcc threads that fit in RAM and cores, for one extension.
+
+    nvcc ``--threads N`` compiles the -gencode targets of one file in parallel, so a job really runs
+    ``min(N, archs)`` device compilers, and memory scales with that: a package's per-job number
+    (``job_gb``, measured at its own ``recipe_threads``) is split per thread. Without a number the
+    companions' CUDA budget (2.5 GB) counts per thread. Threads the package lets us set
+    (``NVCC_THREADS``) are lowered before jobs are, so one job still fits.
+    """
+    usable = mem_available_gb + SWAP_WEIGHT * swap_free_gb - RESERVE_GB
+    if not cuda:
+        decision = max_jobs(mem_available_gb, swap_free_gb, cores, False, cuda=False,
+                            requested=requested)
+        return ExtensionJobs(decision.jobs, 1, decision.reasoning)
+    per_thread = (job_gb / max(1, recipe_threads)) if job_gb else BUDGET_CUDA_GB
+    threads = max(1, min(recipe_threads, arch_count))
+    why = [f"{arch_count} arch target(s) -> nvcc runs {threads} thread(s) per job"]
+    if threads_settable and threads > 1:
+        fit = max(1, min(threads, cores, math.floor(usable / per_thread)))
+        if fit != threads:
+            why.append(f"NVCC_THREADS lowered to {fit} to fit cores and memory")
+            threads = fit
+    # The host half of a job (cudafe++, the C++ compile) does not split per thread: floor it.
+    per_job = max(per_thread * threads, BUDGET_CUDA_GB)
+    by_mem = max(1, math.floor(usable / per_job))
+    by_cpu = max(1, cores // threads)
+    jobs = min(by_mem, by_cpu)
+    source = (f"{job_gb:g} GB per job at {recipe_threads} threads" if job_gb
+              else f"{BUDGET_CUDA_GB:g} GB per nvcc thread (no package figure)")
+    why.append(f"{source} -> {per_job:.1f} GB per job")
+    why.append(f"{mem_available_gb:.1f} GB available + {SWAP_WEIGHT:g} x {swap_free_gb:.1f} GB "
+               f"swap - {RESERVE_GB:g} GB reserve = {usable:.1f} GB -> {by_mem} job(s); "
+               f"{cores} cores / {threads} thread(s) -> {by_cpu}")
+    if requested is not None:
+        risk = f" (memory allows {by_mem}: OOM risk)" if requested > by_mem else ""
+        return ExtensionJobs(requested, threads, f"--jobs {requested}{risk}; computed: "
+                             + "; ".join(why) + f" -> MAX_JOBS={jobs}")
+    return ExtensionJobs(jobs, threads, "; ".join(why) + f" -> MAX_JOBS={jobs}")
 def build_jobs(mem_available_gb: float, swap_free_gb: float, cores: int, *,
                arch_majors: Sequence[int], cpu: bool, compiler_env: Mapping[str, str],
                requested: int | None = None) -> JobsDecision:
