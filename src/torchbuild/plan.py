@@ -19,7 +19,7 @@ from packaging.version import Version
 from torchbuild import __version__
 from torchbuild.cc import Arch, arch_list_env
 from torchbuild.errors import CompatibilityError, UsageError
-from torchbuild.knowledge.conda_specs import specs_from
+from torchbuild.knowledge.conda_specs import MAGMA_PACKAGES, cuda_switches, spec_name, specs_from
 from torchbuild.knowledge.jobs import JobsDecision, build_jobs, compiler_env
 from torchbuild.knowledge.labels import companion_version, cuda_tag, version_label
 from torchbuild.knowledge.recipe import RecipeBook, Release
@@ -31,6 +31,10 @@ PLAN_SCHEMA = 1
 # A pip constraint file that pins torch (corporate setups, CI images) would refuse the wheel we
 # are building and installing; the build/install steps of our own wheels ignore constraints.
 _PIP_OWN_WHEELS = {"PIP_CONSTRAINT": "/dev/null"}
+# torchvision's setup.py switch per image codec (pytorch/vision setup.py: TORCHVISION_USE_PNG,
+# _JPEG, _WEBP, _NVJPEG, each default "1").
+CODEC_SWITCH = {"jpeg": "TORCHVISION_USE_JPEG", "png": "TORCHVISION_USE_PNG",
+                "webp": "TORCHVISION_USE_WEBP", "nvjpeg": "TORCHVISION_USE_NVJPEG"}
 
 
 @dataclass(frozen=True)
@@ -234,7 +238,8 @@ def _companions(book: RecipeBook, release: Release, options: Options) -> list[tu
 
 
 def _env_spec(book: RecipeBook, release: Release, options: Options, facts: Facts,
-              work_dir: Path, python_version: str, cuda: str | None) -> EnvSpec:
+              work_dir: Path, python_version: str, cuda: str | None, *,
+              vision: bool = False) -> EnvSpec:
     if options.env == "existing":
         python = Path(options.python or facts.env_python or facts.host_python)
         return EnvSpec("existing", python.parent.parent, python, python_version, cuda=cuda)
@@ -249,25 +254,51 @@ def _env_spec(book: RecipeBook, release: Release, options: Options, facts: Facts
                        base_python=base or facts.host_python)
     channels: tuple[str, ...] = tuple(options.channel)
     specs, recipe_channels = specs_from(book.conda_recipe(), release.version, cuda,
-                                        python_version)
+                                        python_version, vision=vision)
     channels = (*channels, *[c for c in recipe_channels if c not in channels])
     return EnvSpec(options.env, prefix, python, python_version, conda_specs=specs,
                    channels=channels, lock=options.lock, cuda=cuda)
 
 
 def magma_available(env_spec: EnvSpec) -> bool:
-    """Only the conda env can bring MAGMA (conda-forge's ``magma``, for some CUDA versions)."""
-    return any(s.split(" ")[0] == "magma" for s in env_spec.conda_specs)
+    """Only the conda env can bring MAGMA (conda-forge's libmagma-devel or legacy ``magma``)."""
+    return any(spec_name(s) in MAGMA_PACKAGES for s in env_spec.conda_specs)
+
+
+def packaged_switches(book: RecipeBook, release: Release, env_spec: EnvSpec,
+                      cuda: str | None) -> dict[str, str]:
+    """The torch switches for what the conda env brings: MAGMA, the env's NCCL, the math
+    libraries (conda.toml [[cuda_libs]]). Said out loud, so the audit can hold CMake to them."""
+    if cuda is None or not env_spec.conda_specs:
+        return {}
+    names = {spec_name(s) for s in env_spec.conda_specs}
+    env = {"USE_MAGMA": "1" if names & MAGMA_PACKAGES else "0"}
+    if "nccl" in names:
+        # Link the env's libnccl instead of compiling third_party/nccl for every arch
+        # (pytorch-cpu-feedstock build.sh: USE_SYSTEM_NCCL=1 USE_STATIC_NCCL=0).
+        env.update(USE_SYSTEM_NCCL="1", USE_STATIC_NCCL="0")
+    env.update({switch: "1" for switch in cuda_switches(book.conda_recipe(), release.version)})
+    return env
+
+
+def codec_switches(allow_missing: tuple[str, ...]) -> dict[str, str]:
+    """``--allow-missing jpeg`` etc.: build torchvision without that codec, knowingly."""
+    return {CODEC_SWITCH[c]: "0" for c in allow_missing if c in CODEC_SWITCH}
 
 
 def _step_env(book: RecipeBook, comp: Component, release: Release, values: Mapping[str, str],
-              options: Options, cuda: str | None, facts: Facts) -> dict[str, str]:
+              options: Options, cuda: str | None, facts: Facts,
+              packaged: Mapping[str, str]) -> dict[str, str]:
     spec = book.components[comp.name]
     env = {k: _fill(v, values) for k, v in spec.env_values(release.version, cuda is not None)
            .items()}
     if comp.name == "torch" and cuda is not None and values.get("magma") == "0":
         # Said out loud instead of CMake quietly turning it off (and the audit then failing).
         env["USE_MAGMA"] = "0"
+    if comp.name == "torch":
+        env.update(packaged)
+    if comp.name == "vision":
+        env.update(codec_switches(options.allow_missing))
     if cuda is not None and options.env in {"venv", "existing"} and facts.cuda_home:
         env["CUDA_HOME"] = facts.cuda_home
     if options.env in {"conda", "conda-exe"}:
@@ -284,11 +315,11 @@ def _step_env(book: RecipeBook, comp: Component, release: Release, values: Mappi
 
 def _component_steps(book: RecipeBook, comp: Component, src: SourceSpec, release: Release,
                      values: dict[str, str], options: Options, cuda: str | None,
-                     facts: Facts, wheels_dir: Path) -> list[Step]:
+                     facts: Facts, wheels_dir: Path, packaged: Mapping[str, str]) -> list[Step]:
     spec = book.components[comp.name]
     tmp = wheels_dir / f".tmp-{comp.name}"
     values = {**values, "version": comp.label, "wheel_dir": str(tmp)}
-    env = _step_env(book, comp, release, values, options, cuda, facts)
+    env = _step_env(book, comp, release, values, options, cuda, facts, packaged)
     steps = []
     deps = spec.deps_argv(release.version, cuda is not None)
     if deps:
@@ -327,12 +358,14 @@ def make_plan(book: RecipeBook, options: Options, facts: Facts) -> Plan:
     wheels_dir = work_dir / "wheels"
     decision = decide_jobs(facts, options, cuda)
     jobs = decision.jobs
-    env_spec = _env_spec(book, release, options, facts, work_dir, python_version, cuda)
+    chosen = _companions(book, release, options)
+    env_spec = _env_spec(book, release, options, facts, work_dir, python_version, cuda,
+                         vision=any(name == "vision" for name, _, _ in chosen))
     components = tuple(
         Component(name, book.components[name].dist, version,
                   torch_label if name == "torch" else companion_version(version, torch_label),
                   ctag)
-        for name, version, ctag in _companions(book, release, options))
+        for name, version, ctag in chosen)
     sources = tuple(
         SourceSpec(c.name, book.components[c.name].repo,
                    redirect_url(book.components[c.name].repo, options.git_mirror), c.tag,
@@ -341,16 +374,19 @@ def make_plan(book: RecipeBook, options: Options, facts: Facts) -> Plan:
     values = {"python": str(env_spec.python), "arch_list": arch_list_env(options.archs),
               "jobs": str(jobs), "torch_version": torch_label, "prefix": str(env_spec.prefix),
               "magma": "1" if magma_available(env_spec) else "0"}
+    packaged = packaged_switches(book, release, env_spec, cuda)
     steps: list[Step] = []
     for comp, src in zip(components, sources, strict=True):
         steps += _component_steps(book, comp, src, release, values, options, cuda, facts,
-                                  wheels_dir)
+                                  wheels_dir, packaged)
     warnings: list[str] = []
     if cuda is not None and values["magma"] == "0" and "USE_MAGMA" not in dict(options.set) \
             and not options.torch_from_env:
-        warnings.append(f"no MAGMA for CUDA {cuda} in the {env_spec.backend} env: building with "
-                        "USE_MAGMA=0 (slower GPU linear algebra); --set USE_MAGMA=1 with MAGMA "
-                        "on CMAKE_PREFIX_PATH to use your own")
+        where = ("conda-forge has no MAGMA package for this CUDA" if env_spec.conda_specs else
+                 f"the {env_spec.backend} backend brings no MAGMA (only --env conda does)")
+        warnings.append(f"no MAGMA for CUDA {cuda} ({where}): building with USE_MAGMA=0 "
+                        "(slower GPU linear algebra); --set USE_MAGMA=1 with MAGMA_HOME set to "
+                        "your own MAGMA to use it")
     if not components:
         msg = "nothing to build: torch comes from the env and every companion is 'none'"
         raise UsageError(msg, fix="drop --torch-from-env or ask for a companion")

@@ -46,6 +46,10 @@ option(USE_MAGMA "Use MAGMA" ON)
 option(USE_NCCL "Use NCCL" ON)
 option(USE_DISTRIBUTED "Use distributed" ON)
 option(USE_NUMPY "Use NumPy" ON)
+option(USE_CUSPARSELT "Use cuSPARSELt" ON)
+option(USE_CUDSS "Use cuDSS" ON)
+option(USE_CUFILE "Use cuFile" OFF)
+option(USE_SYSTEM_NCCL "Use system-wide NCCL" OFF)
 set(BLAS "MKL" CACHE STRING "Selected BLAS library")
 
 message(STATUS "Trying to find preferred BLAS backend of choice: " ${BLAS})
@@ -103,6 +107,19 @@ if(USE_CUDA)
     caffe2_update_option(USE_MAGMA OFF)
   endif()
 
+  # cmake/public/cuda.cmake (v2.6.0): cuSPARSELt is forced off in the cache, cuDSS only with a
+  # plain set() -- the cache keeps saying ON and the Summary tells the truth.
+  find_path(CUSPARSELT_INCLUDE_PATH cusparseLt.h PATHS ${DEPS}/include NO_DEFAULT_PATH)
+  if(USE_CUSPARSELT AND NOT CUSPARSELT_INCLUDE_PATH)
+    message(WARNING "Cannot find cuSPARSELt library. Turning the option off")
+    caffe2_update_option(USE_CUSPARSELT OFF)
+  endif()
+  find_path(CUDSS_INCLUDE_PATH cudss.h PATHS ${DEPS}/include NO_DEFAULT_PATH)
+  if(USE_CUDSS AND NOT CUDSS_INCLUDE_PATH)
+    message(WARNING "Cannot find CUDSS library. Turning the option off")
+    set(USE_CUDSS OFF)
+  endif()
+
   find_path(NCCL_INCLUDE_DIR nccl.h PATHS ${DEPS}/include NO_DEFAULT_PATH)
   if(NOT NCCL_INCLUDE_DIR)
     message(WARNING "Not compiling with NCCL support. Suppress this warning with -DUSE_NCCL=OFF.")
@@ -121,11 +138,15 @@ message(STATUS "  USE_CUDA              : ${USE_CUDA}")
 message(STATUS "  USE_CUDNN             : ${USE_CUDNN}")
 message(STATUS "  USE_MAGMA             : ${USE_MAGMA}")
 message(STATUS "  USE_NCCL              : ${USE_NCCL}")
+message(STATUS "    USE_CUSPARSELT      : ${USE_CUSPARSELT}")
+message(STATUS "    USE_CUDSS           : ${USE_CUDSS}")
+message(STATUS "    USE_CUFILE          : ${USE_CUFILE}")
 message(STATUS "  USE_DISTRIBUTED       : ${USE_DISTRIBUTED}")
 """
 
 EVERYTHING = ("bin/nvcc", "lib/libmkl_intel_lp64.so", "include/cudnn_version.h",
-              "lib/libcudnn.so", "include/magma_v2.h", "include/nccl.h")
+              "lib/libcudnn.so", "include/magma_v2.h", "include/nccl.h", "include/cusparseLt.h",
+              "include/cudss.h")
 
 
 def _cmake() -> str:
@@ -142,8 +163,8 @@ Configure = Callable[..., tuple[Path, Path]]
 @pytest.fixture
 def configure(tmp_path: Path) -> Configure:
     """Configure the fake project with the given dependency files present; (build dir, log)."""
-    def _configure(present: tuple[str, ...] = EVERYTHING,
-                   arch_list: str = "8.6") -> tuple[Path, Path]:
+    def _configure(present: tuple[str, ...] = EVERYTHING, arch_list: str = "8.6",
+                   defs: tuple[str, ...] = ()) -> tuple[Path, Path]:
         src, build, deps = tmp_path / "src", tmp_path / "build", tmp_path / "deps"
         src.mkdir()
         (src / "CMakeLists.txt").write_text(CMAKELISTS)
@@ -154,7 +175,7 @@ def configure(tmp_path: Path) -> Configure:
             f.chmod(0o755)
         env = {"PATH": "/usr/bin:/bin", "TORCH_CUDA_ARCH_LIST": arch_list}
         log = tmp_path / "configure.log"
-        run([_cmake(), "-S", src, "-B", build, f"-DDEPS={deps}"], env=env, log_path=log)
+        run([_cmake(), "-S", src, "-B", build, f"-DDEPS={deps}", *defs], env=env, log_path=log)
         return build, log
     return _configure
 
@@ -292,3 +313,48 @@ def test_configure_only_command_per_era(tag: str, argv_tail: tuple[str, ...],
     cmd = configure_only_argv(tag, "/env/bin/python")
     assert cmd.argv == ("/env/bin/python", *argv_tail)
     assert dict(cmd.env) == env
+
+
+# The packager's switches (plan.packaged_switches): USE_SYSTEM_NCCL and the CUDA math libraries.
+PACKAGED = {"USE_SYSTEM_NCCL": "1", "USE_CUSPARSELT": "1", "USE_CUDSS": "1", "USE_CUFILE": "1"}
+
+
+def _packaged_request() -> RequestedFeatures:
+    return RequestedFeatures.from_step_env(PACKAGED, cpu=False, archs=parse_cc("8.6"),
+                                           machine="x86_64")
+
+
+def test_packaged_libraries_are_checked_when_asked_for(configure: Configure) -> None:
+    build, log = configure(defs=("-DUSE_SYSTEM_NCCL=ON", "-DUSE_CUFILE=ON"))
+    report = audit_cmake_cache(build, _packaged_request(), (), configure_log=log)
+    assert [c.name for c in report.checks][-3:] == ["cusparselt", "cudss", "cufile"]
+    assert all(c.ok for c in report.checks)
+    assert "USE_SYSTEM_NCCL=ON" in next(c.found for c in report.checks if c.name == "nccl")
+
+
+def test_cudss_off_in_the_summary_is_caught_although_the_cache_says_on(
+        configure: Configure) -> None:
+    present = tuple(p for p in EVERYTHING if "cudss" not in p)
+    build, log = configure(present, defs=("-DUSE_SYSTEM_NCCL=ON", "-DUSE_CUFILE=ON"))
+    assert read_cmake_cache(build / "CMakeCache.txt")["USE_CUDSS"] == "ON"
+    with pytest.raises(ConfigureAuditError) as err:
+        audit_cmake_cache(build, _packaged_request(), (), configure_log=log)
+    text = " ".join(err.value.message.split())
+    assert "cudss was requested but CMake configured USE_CUDSS=OFF" in text
+    assert "Cannot find CUDSS library. Turning the option off" in text
+    assert "cusparselt was requested" not in text
+    assert "libcudss-dev" in (err.value.fix or "")
+    report = audit_cmake_cache(build, _packaged_request(), ("cudss",), configure_log=log)
+    assert [c.name for c in report.downgrades] == ["cudss"]
+
+
+def test_bundled_nccl_where_the_system_one_was_asked_for_is_caught(configure: Configure) -> None:
+    build, log = configure(defs=("-DUSE_CUFILE=ON",))   # USE_SYSTEM_NCCL stays OFF
+    with pytest.raises(ConfigureAuditError, match="USE_SYSTEM_NCCL=OFF"):
+        audit_cmake_cache(build, _packaged_request(), (), configure_log=log)
+
+
+def test_codec_names_are_accepted_by_allow_missing(configure: Configure) -> None:
+    build, log = configure()
+    report = audit_cmake_cache(build, _cuda_request(), ("jpeg", "nvjpeg"), configure_log=log)
+    assert report.failures == []

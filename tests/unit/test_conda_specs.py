@@ -31,17 +31,20 @@ ROOT = Path(__file__).resolve().parents[2]
 RECIPES = ROOT / "recipes"
 COMPAT = ROOT.parent / "shared" / "reference" / "compat.toml"
 
-# conda-forge package names, each seen in a feedstock recipe (see the header of recipes/conda.toml):
-# pytorch-cpu-feedstock recipe/meta.yaml (build/host requirements), cuda-feedstock's naming guide,
-# cuda-cupti-feedstock README (cuda-cupti-dev), magma-feedstock (magma), and the plain Python
-# packages conda-forge carries under their PyPI names.
+# conda-forge package names, each seen in a feedstock recipe (see the header of recipes/conda.toml
+# and the source table in docs/conda.md): pytorch-cpu-feedstock recipe/meta.yaml and recipe.yaml
+# (build/host requirements: cusparselt, libcudss-dev, libcufile-dev, libmagma-devel, nccl),
+# cuda-feedstock's naming guide, cuda-cupti-feedstock README (cuda-cupti-dev), magma-feedstock
+# (magma), libmagma-feedstock (libmagma-devel), torchvision-feedstock recipe.yaml (libjpeg-turbo,
+# libpng, libwebp, libnvjpeg-dev), and the plain Python packages under their PyPI names.
 CONDA_FORGE = {
     "python", "pip", "ninja", "pkg-config", "make", "git", "patch", "cmake",
     "gcc_linux-64", "gxx_linux-64", "sysroot_linux-64", "mkl-devel",
     "cuda-version", "cuda-nvcc", "cuda-cudart-dev", "cuda-driver-dev", "cuda-nvrtc-dev",
     "cuda-nvtx-dev", "cuda-nvml-dev", "cuda-cupti-dev", "cuda-profiler-api", "libcublas-dev",
     "libcufft-dev", "libcurand-dev", "libcusolver-dev", "libcusparse-dev", "cudnn", "nccl",
-    "magma",
+    "magma", "libmagma-devel", "cusparselt", "libcudss-dev", "libcufile-dev",
+    "libjpeg-turbo", "libpng", "libwebp", "libnvjpeg-dev",
     "numpy", "pyyaml", "typing_extensions", "setuptools", "requests", "six", "future", "cffi",
     "astunparse", "dataclasses", "filelock", "sympy", "networkx", "jinja2", "fsspec",
     "expecttest", "wheel", "packaging",

@@ -39,8 +39,9 @@ def test_newest_default_plan():
     assert p.work_dir == Path("/home/u/.cache/torchbuild/work/torch-2.15.0-cu132")
     assert p.steps[4].env["PYTORCH_VERSION"] == "2.15.0+cu132.sm86"
     assert p.steps[4].env["FORCE_CUDA"] == "1"
-    assert build.env["USE_MAGMA"] == "0"                 # conda-forge has no magma for 13.2
-    assert any("no MAGMA for CUDA 13.2" in w for w in p.warnings)
+    assert build.env["USE_MAGMA"] == "1"                 # libmagma-devel's 13.0 build serves 13.x
+    assert build.env["USE_SYSTEM_NCCL"] == "1"           # the env's nccl, not third_party/nccl
+    assert not any("MAGMA" in w for w in p.warnings)
     assert "2.15.0+cu132.sm86" in render(p)
 
 

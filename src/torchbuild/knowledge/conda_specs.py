@@ -21,12 +21,14 @@ if sys.version_info >= (3, 11):
 else:
     import tomli as tomllib
 
-__all__ = ["RECIPE_FILE", "conda_specs_for", "load_conda_recipe", "spec_name", "specs_from"]
+__all__ = ["MAGMA_PACKAGES", "RECIPE_FILE", "conda_specs_for", "cuda_switches",
+           "load_conda_recipe", "spec_name", "specs_from"]
 
 RECIPE_FILE = "conda.toml"
 SCHEMA_VERSION = 1
-
-
+# conda-forge's MAGMA development packages, newest name first (libmagma-feedstock renamed
+# libmagma-dev to libmagma-devel; magma is the legacy single-output feedstock).
+MAGMA_PACKAGES = frozenset({"libmagma-devel", "libmagma-dev", "magma"})
 
 
 def load_conda_recipe(recipe_dir: Path) -> dict[str, Any]:
@@ -94,12 +96,38 @@ def _dedupe(specs: Iterable[str]) -> tuple[str, ...]:
     return tuple(by_name.values())
 
 
-def _cuda_specs(recipe: Mapping[str, Any], cuda: str, table: Mapping[str, Any]) -> list[str]:
+def _in_range(entry: Mapping[str, Any], torch_version: str) -> bool:
+    try:
+        return SpecifierSet(entry["versions"]).contains(Version(torch_version), prereleases=True)
+    except (InvalidVersion, InvalidSpecifier, KeyError) as exc:
+        msg = f"recipes/conda.toml: bad [[cuda_libs]] entry {dict(entry)!r}: {exc}"
+        raise RecipeError(msg, fix="give each [[cuda_libs]] table a `versions` specifier") from None
+
+
+def _cuda_libs(recipe: Mapping[str, Any], torch_version: str) -> list[Mapping[str, Any]]:
+    return [e for e in recipe.get("cuda_libs", ()) if _in_range(e, torch_version)]
+
+
+def cuda_switches(recipe: Mapping[str, Any], torch_version: str) -> tuple[str, ...]:
+    """The torch CMake switches (USE_CUSPARSELT, ...) whose libraries the conda env brings."""
+    return tuple(sw for e in _cuda_libs(recipe, torch_version) for sw in e.get("switches", ()))
+
+
+def _cuda_specs(recipe: Mapping[str, Any], cuda: str, table: Mapping[str, Any],
+                torch_version: str) -> list[str]:
     pieces = recipe["cuda_packages"]
     specs = [f"cuda-version {cuda}.*", *pieces["packages"], pieces["cudnn"]]
-    if table.get("magma"):
-        specs.append("magma")
+    for entry in _cuda_libs(recipe, torch_version):
+        specs += entry.get("packages", ())
+    magma = str(table.get("magma") or "")
+    if magma:
+        specs.append(magma)
     return specs
+
+
+def _vision_specs(recipe: Mapping[str, Any], cuda: str | None) -> list[str]:
+    codecs = recipe.get("vision", {})
+    return [*codecs.get("packages", ()), *(codecs.get("cuda_packages", ()) if cuda else ())]
 
 
 def _cuda_table(recipe: Mapping[str, Any], cuda: str) -> Mapping[str, Any]:
@@ -113,15 +141,19 @@ def _cuda_table(recipe: Mapping[str, Any], cuda: str) -> Mapping[str, Any]:
 
 
 def conda_specs_for(torch_version: str, cuda: str | None, python_version: str, *,
-                    recipe_dir: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
+                    recipe_dir: Path, vision: bool = False,
+                    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(MatchSpecs, channels) of the build env, read from ``recipe_dir/conda.toml``."""
-    return specs_from(load_conda_recipe(recipe_dir), torch_version, cuda, python_version)
+    return specs_from(load_conda_recipe(recipe_dir), torch_version, cuda, python_version,
+                      vision=vision)
 
 
 def specs_from(recipe: Mapping[str, Any], torch_version: str, cuda: str | None,
-               python_version: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+               python_version: str, *, vision: bool = False,
+               ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(MatchSpecs, channels) of the build env for this torch release, CUDA (None = CPU) and
-    Python, from the loaded ``conda.toml`` (pure)."""
+    Python, from the loaded ``conda.toml`` (pure). ``vision``: torchvision is built too, so the
+    env gets its image codecs."""
     entry = _torch_entry(recipe, torch_version)
     _check_python(recipe, torch_version, python_version)
     table = _cuda_table(recipe, cuda) if cuda else None
@@ -133,5 +165,7 @@ def specs_from(recipe: Mapping[str, Any], torch_version: str, cuda: str | None,
              f"{comp['c']} {gcc}.*", f"{comp['cxx']} {gcc}.*", f"{comp['sysroot']} >={sysroot}",
              entry["mkl"], *entry["packages"]]
     if cuda and table is not None:
-        specs += _cuda_specs(recipe, cuda, table)
+        specs += _cuda_specs(recipe, cuda, table, torch_version)
+    if vision:
+        specs += _vision_specs(recipe, cuda)
     return _dedupe(specs), tuple(recipe["channels"])

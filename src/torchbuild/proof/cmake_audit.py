@@ -22,7 +22,15 @@ from torchbuild.cc import Arch
 from torchbuild.errors import ConfigureAuditError, UsageError
 from torchbuild.logger import log
 
-FEATURES = ("cuda", "cudnn", "magma", "mkl", "nccl", "distributed", "numpy", "arch")
+FEATURES = ("cuda", "cudnn", "magma", "mkl", "nccl", "distributed", "numpy", "arch",
+            "cusparselt", "cudss", "cufile")
+# Features of the CUDA math libraries: checked only when the step asks for them with USE_X=1
+# (releases before 2.1/2.5 have no such option). PyTorch's cmake/public/cuda.cmake turns cuDSS off
+# with a plain set(USE_CUDSS OFF) that leaves the cache at ON, so the Summary line decides.
+OPT_IN = ("cusparselt", "cudss", "cufile")
+# torchvision's image codecs: not CMake features, but --allow-missing takes them too (the vision
+# step then builds without that codec, see plan.CODEC_SWITCH).
+CODECS = ("jpeg", "png", "webp", "nvjpeg")
 
 # The first torch whose setup.py takes CMAKE_ONLY=1 instead of `build --cmake-only`
 # (reference/pytorch-build.md §2 table: absent in the 2.4-era docstring, present in the 2.8 one).
@@ -43,6 +51,9 @@ _TOPIC = {
     "distributed": re.compile(r"distributed|gloo|tensorpipe", re.IGNORECASE),
     "numpy": re.compile(r"numpy", re.IGNORECASE),
     "arch": re.compile(r"NVCC flags|CUDA arch|TORCH_CUDA_ARCH_LIST|gencode", re.IGNORECASE),
+    "cusparselt": re.compile(r"cusparselt", re.IGNORECASE),
+    "cudss": re.compile(r"cudss", re.IGNORECASE),
+    "cufile": re.compile(r"cufile", re.IGNORECASE),
 }
 _TROUBLE = re.compile(
     r"not found|could not|NOT find|turning the option off|not using|defaulting|missing|disabl"
@@ -56,11 +67,15 @@ _FIXES = {
     "magma": "install MAGMA for this exact CUDA version into the env (on CMAKE_PREFIX_PATH)",
     "mkl": "pip install mkl-static mkl-include into the build env (and drop -Wl,--as-needed from "
            "LDFLAGS)",
-    "nccl": "use the bundled NCCL (USE_SYSTEM_NCCL=0) or install NCCL headers and libs",
+    "nccl": "install NCCL headers and libs into the env (conda: nccl) and point NCCL_ROOT_DIR at "
+            "them, or use the bundled copy with --set USE_SYSTEM_NCCL=0",
     "distributed": "check the gloo/tensorpipe submodules are checked out",
     "numpy": "install numpy into the build interpreter",
     "arch": "set TORCH_CUDA_ARCH_LIST explicitly (torchbuild does, from --cc) and configure from a "
             "clean build dir",
+    "cusparselt": "install cuSPARSELt into the env (conda: cusparselt) or set CUSPARSELT_ROOT",
+    "cudss": "install cuDSS into the env (conda: libcudss-dev) or set CUDSS_ROOT_DIR",
+    "cufile": "install cuFile into the env (conda: libcufile-dev) next to the CUDA toolkit",
 }
 
 
@@ -76,6 +91,10 @@ class RequestedFeatures:
     distributed: bool
     numpy: bool = True
     archs: tuple[Arch, ...] = ()
+    system_nccl: bool = False
+    cusparselt: bool = False
+    cudss: bool = False
+    cufile: bool = False
 
     @classmethod
     def from_step_env(
@@ -88,22 +107,28 @@ class RequestedFeatures:
 
         cuda = not cpu and wanted("USE_CUDA")
         blas = env.get("BLAS", "MKL").strip().upper()
+        nccl = cuda and wanted("USE_DISTRIBUTED") and wanted("USE_NCCL")
         return cls(
             cuda=cuda,
             cudnn=cuda and wanted("USE_CUDNN"),
             magma=cuda and wanted("USE_MAGMA"),
             # MKL is the BLAS of official x86_64 wheels; elsewhere it does not exist.
             mkl=machine.lower() in {"x86_64", "amd64"} and blas == "MKL",
-            nccl=cuda and wanted("USE_DISTRIBUTED") and wanted("USE_NCCL"),
+            nccl=nccl,
             distributed=wanted("USE_DISTRIBUTED"),
             numpy=wanted("USE_NUMPY"),
             archs=tuple(archs) if cuda else (),
+            system_nccl=nccl and wanted("USE_SYSTEM_NCCL", default=False),
+            cusparselt=cuda and wanted("USE_CUSPARSELT", default=False),
+            cudss=cuda and wanted("USE_CUDSS", default=False),
+            cufile=cuda and wanted("USE_CUFILE", default=False),
         )
 
     def wanted(self) -> list[str]:
         flags = {"cuda": self.cuda, "cudnn": self.cudnn, "magma": self.magma, "mkl": self.mkl,
                  "nccl": self.nccl, "distributed": self.distributed, "numpy": self.numpy,
-                 "arch": self.cuda and bool(self.archs)}
+                 "arch": self.cuda and bool(self.archs), "cusparselt": self.cusparselt,
+                 "cudss": self.cudss, "cufile": self.cufile}
         return [name for name in FEATURES if flags[name]]
 
 
@@ -244,21 +269,45 @@ def _check_archs(archs: Sequence[Arch], cache: Mapping[str, str],
     return not missing, found + (f"; missing {' '.join(missing)}" if missing else "")
 
 
+def _check_nccl(requested: RequestedFeatures, cache: Mapping[str, str],
+                summary: Mapping[str, str]) -> tuple[bool, str]:
+    ok, found = _check_option("USE_NCCL", cache, summary)
+    if not requested.system_nccl:
+        return ok, found
+    system = _truthy(cache.get("USE_SYSTEM_NCCL"))
+    return ok and system, f"{found}, USE_SYSTEM_NCCL={cache.get('USE_SYSTEM_NCCL', 'unset')}"
+
+
+def _check_opt_in(var: str, cache: Mapping[str, str], summary: Mapping[str, str],
+                  lines: Sequence[str]) -> tuple[bool, str]:
+    value = summary.get(var, cache.get(var))
+    if value is None:
+        return False, f"{var} not in the configure Summary or CMakeCache.txt"
+    turned_off = any("Turning the option off" in ln and var[4:].lower() in ln.lower()
+                     for ln in lines)
+    ok = _truthy(value) and not turned_off
+    return ok, f"{var}={value}" + (" (CMake: turning the option off)" if turned_off else "")
+
+
 def _check(name: str, requested: RequestedFeatures, cache: Mapping[str, str],
            summary: Mapping[str, str], lines: Sequence[str]) -> tuple[bool, str]:
     if name == "mkl":
         return _check_mkl(cache, summary, lines)
     if name == "arch":
         return _check_archs(requested.archs, cache, lines)
+    if name == "nccl":
+        return _check_nccl(requested, cache, summary)
+    if name in OPT_IN:
+        return _check_opt_in(f"USE_{name.upper()}", cache, summary, lines)
     return _check_option(f"USE_{name.upper()}", cache, summary)
 
 
 def _normalise_allowed(allow_missing: Collection[str]) -> set[str]:
     allowed = {a.strip().lower() for a in allow_missing}
-    unknown = sorted(allowed - set(FEATURES))
+    unknown = sorted(allowed - set(FEATURES) - set(CODECS))
     if unknown:
-        msg = f"--allow-missing {', '.join(unknown)}: not a feature the audit checks"
-        raise UsageError(msg, fix=f"use one of: {', '.join(FEATURES)}")
+        msg = f"--allow-missing {', '.join(unknown)}: not a feature torchbuild checks"
+        raise UsageError(msg, fix=f"use one of: {', '.join((*FEATURES, *CODECS))}")
     return allowed
 
 
