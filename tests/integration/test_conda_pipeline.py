@@ -66,7 +66,9 @@ def _stand_ins(specs: tuple[str, ...]) -> tuple[Pkg, ...]:
 def test_conda_backend_up_to_first_step(mirror_root, tmp_path):
     root, _ = mirror_root
     recipes = _recipes(tmp_path)
-    specs, _ = conda_specs_for("2.99.0", None, "3.11", recipe_dir=recipes)
+    # The fixture builds torchvision too, so the env gets its image codecs.
+    specs, _ = conda_specs_for("2.99.0", None, "3.11", recipe_dir=recipes, vision=True)
+    assert {"libjpeg-turbo", "libpng", "libwebp"} <= {s.split(" ")[0] for s in specs}
     assert "python 3.11.*" in specs and any(s.startswith("gxx_linux-64 ") for s in specs)
     channel = tmp_path / "channel"
     build_channel(channel, _stand_ins(specs))
