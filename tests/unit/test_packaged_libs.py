@@ -11,6 +11,8 @@ recipes/conda.toml [cuda.*]); USE_CUSPARSELT from torch 2.1, USE_CUDSS/USE_CUFIL
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from packaging.version import Version
 
@@ -18,12 +20,13 @@ from torchbuild.__main__ import build_parser
 from torchbuild.knowledge.conda_specs import spec_name
 from torchbuild.knowledge.recipe import load_recipes
 from torchbuild.machine.facts import Facts
+from torchbuild.machine.probes import MemInfo, Toolkit
 from torchbuild.options import resolve
 from torchbuild.plan import Plan, make_plan
 
-FACTS = Facts(cores=8, mem_available_gb=60.0, swap_free_gb=0.0, machine="x86_64",
-              cuda_home="/usr/local/cuda", cuda_version="12.8", host_python="/usr/bin/python3",
-              host_python_version="3.11")
+TOOLKIT = Toolkit("/usr/local/cuda/bin/nvcc", "12.8", Path("/usr/local/cuda"), (), None, None)
+FACTS = Facts(cores=8, mem=MemInfo(64.0, 60.0, 0.0, 0.0), machine="x86_64", toolkit=TOOLKIT,
+              host_python="/usr/bin/python3", host_python_version="3.11")
 BOOK = load_recipes()
 CONDA_CUDA = set(BOOK.conda_recipe()["cuda"])
 # MAGMA per CUDA, from the research (not from conda.toml): libmagma-devel is built for 12.9 and
