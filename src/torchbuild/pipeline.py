@@ -91,17 +91,17 @@ def run_build(options: Options, *, pins: Mapping[str, str] | None = None) -> int
     artifacts.check_dist_writable(plan.dist)
     log.step(f"sources ({len(plan.sources)} repositories)")
     ctx = sources.GitContext(plan.cache_dir, environment.base_environment(options.environ),
-                             options.git_mirror, options.offline, plan.logs_dir / "sources.log")
+                             plan.git_mirror, plan.offline, plan.logs_dir / "sources.log")
     plan.logs_dir.mkdir(parents=True, exist_ok=True)
     checkouts = sources.checkout_all(plan.sources, ctx)
     for c in checkouts.values():
         log.info(f"{c.name} {c.tag} @ {c.commit[:12]} ({len(c.submodules)} submodules)")
     log.step(f"build environment ({plan.environment.backend})")
     build_env = environment.create(plan.environment, options.environ, cache_dir=plan.cache_dir,
-                                   offline=options.offline,
+                                   offline=plan.offline,
                                    log_path=plan.logs_dir / "environment.log",
                                    cuda_home=machine.cuda_home, conda_exe=options.conda_exe,
-                                   refresh=options.clean)
+                                   refresh=plan.clean)
     log.step_end(ok=True)
     result = build.execute(plan, build_env)
     wheels = [result.wheels[c.name] for c in plan.components]

@@ -1,8 +1,9 @@
 """The plan: a pure function from (recipes, options, machine facts) to every concrete step.
 
-Nothing here touches the machine. ``--dry-run`` prints the plan; ``--dry-run --json`` dumps it; the
-build stage is a loop over ``Plan.steps``. Anything a user may ask ("what will it run, with which
-variables, where?") is answered here.
+Nothing here touches the machine: no file reads, no environment reads (HOME and the process
+environment come in through ``Options``; tests/unit/test_plan.py checks it). ``--dry-run``
+prints the plan; ``--dry-run --json`` dumps it; the build stage is a loop over ``Plan.steps``.
+Anything a user may ask ("what will it run, with which variables, where?") is answered here.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,12 @@ from torchbuild import __version__
 from torchbuild.cc import Arch, arch_list_env
 from torchbuild.errors import CompatibilityError, UsageError
 from torchbuild.knowledge.conda_specs import MAGMA_PACKAGES, cuda_switches, spec_name, specs_from
+from torchbuild.knowledge.configure import configure_only_argv
 from torchbuild.knowledge.jobs import JobsDecision, build_jobs, compiler_env
 from torchbuild.knowledge.labels import companion_version, cuda_tag, version_label
 from torchbuild.knowledge.recipe import RecipeBook, Release
 from torchbuild.machine.facts import Facts, is_version
 from torchbuild.options import Options
-from torchbuild.proof.cmake_audit import configure_only_argv
 
 PLAN_SCHEMA = 1
 # A pip constraint file that pins torch (corporate setups, CI images) would refuse the wheel we
@@ -107,8 +108,13 @@ class Plan:
     torch_from_env: bool
     offline: bool
     warnings: tuple[str, ...] = ()
-    options: Mapping[str, Any] = field(default_factory=dict)
     jobs_memory_limited: bool = False
+    # What the execution stages need of the options, typed (they never see Options).
+    clean: bool = False                       # --clean: forget stamps, clean the build trees
+    compiler_cache: str = "auto"              # --compiler-cache
+    allow_missing: tuple[str, ...] = ()       # --allow-missing (cmake audit, verify)
+    git_mirror: str | None = None             # --git-mirror
+    machine: str = ""                         # the CPU architecture the wheels are for
 
     @property
     def jobs_decision(self) -> JobsDecision:
@@ -353,8 +359,9 @@ def make_plan(book: RecipeBook, options: Options, facts: Facts) -> Plan:
     python_version = _choose_python(release, options, facts)
     torch_label = (facts.env_torch_version or release.version) if options.torch_from_env \
         else version_label(release.version, cuda, options.archs, cpu=cuda is None)
-    work_dir = (options.work_dir or options.cache_dir / "work" /
-                f"torch-{release.version}-{cuda_tag(cuda) if cuda else 'cpu'}").expanduser()
+    # Option paths arrive expanded (options.py): expanding here would read HOME behind our back.
+    work_dir = options.work_dir or options.cache_dir / "work" / \
+        f"torch-{release.version}-{cuda_tag(cuda) if cuda else 'cpu'}"
     wheels_dir = work_dir / "wheels"
     decision = decide_jobs(facts, options, cuda)
     jobs = decision.jobs
@@ -398,9 +405,9 @@ def make_plan(book: RecipeBook, options: Options, facts: Facts) -> Plan:
         components=components, sources=sources, environment=env_spec, steps=tuple(steps),
         work_dir=work_dir, dist=options.dist, cache_dir=options.cache_dir, release=release,
         torch_from_env=options.torch_from_env, offline=options.offline,
-        warnings=tuple(warnings),
-        options={d: getattr(options, d) for d in ("cc", "cpu", "env", "jobs", "git_mirror",
-                                                  "clean", "allow_missing", "compiler_cache")},
+        warnings=tuple(warnings), clean=options.clean, compiler_cache=options.compiler_cache,
+        allow_missing=options.allow_missing, git_mirror=options.git_mirror,
+        machine=facts.machine,
     )
 
 

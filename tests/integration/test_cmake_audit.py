@@ -19,13 +19,13 @@ import pytest
 from torchbuild.cc import parse_cc
 from torchbuild.command import run
 from torchbuild.errors import ConfigureAuditError, UsageError
+from torchbuild.knowledge.configure import configure_only_argv
 from torchbuild.logger import log as logger
 from torchbuild.proof.cmake_audit import (
     AuditReport,
     RequestedFeatures,
     audit_cmake_cache,
     audit_torch_configure,
-    configure_only_argv,
     read_cmake_cache,
 )
 

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import builtins
 import dataclasses
+import os
+import pathlib
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,7 @@ from torchbuild.machine.facts import Facts
 from torchbuild.machine.probes import MemInfo, Toolkit
 from torchbuild.options import resolve
 from torchbuild.plan import make_plan, redirect_url, render
+from torchbuild.proof.verify import request_for_plan, request_from_manifest
 
 TOOLKIT = Toolkit("/usr/local/cuda/bin/nvcc", "12.8", Path("/usr/local/cuda"), (), None, None)
 FACTS = Facts(cores=16, mem=MemInfo(64.0, 60.0, 0.0, 0.0), machine="x86_64", toolkit=TOOLKIT,
@@ -131,3 +135,57 @@ def test_plan_json_round_trips():
     data = plan_for("--cc", "8.6").to_json()
     assert json.loads(json.dumps(data)) == data
     assert data["schema_version"] == 1 and data["archs"] == ["8.6"]
+
+
+# ----------------------------------------------------------------------------- purity
+
+
+class _Untouchable(dict):  # type: ignore[type-arg]
+    """A stand-in for os.environ that fails the test on any read."""
+
+    def _fail(self, *_args: object, **_kwargs: object) -> None:
+        msg = "make_plan read the process environment"
+        raise AssertionError(msg)
+
+    __getitem__ = get = __contains__ = __iter__ = keys = items = copy = _fail  # type: ignore[assignment]
+
+
+def _no_io(*_args: object, **_kwargs: object) -> None:
+    msg = "make_plan touched the file system"
+    raise AssertionError(msg)
+
+
+@pytest.mark.parametrize("argv", [
+    ("--cc", "8.6 9.0+PTX", "--set", "USE_FLASH_ATTENTION=0", "--clean"),
+    ("--cpu", "--env", "venv", "--python", "3.12", "--torch", "2.6.0"),
+    ("--cc", "8.6", "--env", "conda-exe", "--work-dir", "/w", "--compiler-cache", "ccache"),
+])
+def test_make_plan_reads_no_files_and_no_environment(argv, monkeypatch):
+    book = load_recipes()
+    opts = resolve(vars(build_parser().parse_args(list(argv))), {"HOME": "/home/u"})
+    with monkeypatch.context() as m:
+        m.setattr(os, "environ", _Untouchable())
+        m.setattr(os, "stat", _no_io)
+        m.setattr(os, "getenv", _no_io)
+        m.setattr(builtins, "open", _no_io)
+        for name in ("read_text", "read_bytes", "open", "stat", "exists", "is_file", "is_dir",
+                     "expanduser", "home", "resolve", "iterdir", "glob"):
+            m.setattr(pathlib.Path, name, _no_io)
+        plan = make_plan(book, opts, FACTS)
+    assert plan.steps and plan.work_dir.is_absolute()
+    # The typed fields the execution stages read instead of a bag of options.
+    assert plan.clean is ("--clean" in argv)
+    assert plan.compiler_cache == ("ccache" if "ccache" in argv else "auto")
+    assert plan.machine == "x86_64"
+
+
+@pytest.mark.parametrize("argv", [("--cc", "8.6 9.0+PTX", "--allow-missing", "cudnn"), ("--cpu",),
+                                  ("--cc", "8.6", "--torch-from-env")])
+def test_verify_request_comes_from_the_typed_plan(argv):
+    """No JSON round trip: the typed plan gives the same request its manifest would."""
+    facts = dataclasses.replace(FACTS, env_torch_version="2.15.0")
+    plan = plan_for(*argv, facts=facts)
+    typed = request_for_plan(plan)
+    assert typed == request_from_manifest({"plan": plan.to_json()}, plan.allow_missing,
+                                          plan.machine)
+    assert typed.cpu is (plan.cuda is None)

@@ -236,7 +236,7 @@ def _report_cache(state: RunState, env: Mapping[str, str],
 
 
 def _select_cache(plan: Plan, build_env: BuildEnv) -> CompilerCache | None:
-    choice = str(plan.options.get("compiler_cache", "auto"))
+    choice = plan.compiler_cache
     # The work dirs' parent: a fresh clone in a sibling work dir hashes to the same entries.
     cache = compiler_cache.select(choice, plan.cache_dir, build_env.env,
                                   base_dir=plan.work_dir.parent)
@@ -275,7 +275,7 @@ def execute(plan: Plan, build_env: BuildEnv) -> BuildResult:
     # Kept until the process exits: the sources stage claimed the same lock (a no-op then).
     locks.claim(locks.work_dir_lock_path(plan.work_dir), purpose=f"work dir {plan.work_dir}",
                 timeout=WORK_DIR_LOCK_TIMEOUT_S)
-    if plan.options.get("clean"):
+    if plan.clean:
         start_over(plan, build_env, state.stamps)
     state.cache = _select_cache(plan, build_env)
     started = compiler_cache.start_server(state.cache, build_env.env) if state.cache else False

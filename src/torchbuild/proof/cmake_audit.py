@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from packaging.version import Version
-
 from torchbuild.cc import Arch
 from torchbuild.errors import ConfigureAuditError, UsageError
 from torchbuild.logger import log
@@ -31,10 +29,6 @@ OPT_IN = ("cusparselt", "cudss", "cufile")
 # torchvision's image codecs: not CMake features, but --allow-missing takes them too (the vision
 # step then builds without that codec, see plan.CODEC_SWITCH).
 CODECS = ("jpeg", "png", "webp", "nvjpeg")
-
-# The first torch whose setup.py takes CMAKE_ONLY=1 instead of `build --cmake-only`
-# (reference/pytorch-build.md §2 table: absent in the 2.4-era docstring, present in the 2.8 one).
-CMAKE_ONLY_ENV_SINCE = Version("2.8")
 
 _TRUE = {"1", "on", "yes", "true", "y"}
 _CACHE_LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_.+-]*):([A-Z_]+)=(.*)$")
@@ -167,22 +161,6 @@ class AuditReport:
     def to_json(self) -> dict[str, Any]:
         return {"cache": str(self.cache_path), "ok": not self.failures,
                 "checks": [c.to_json() for c in self.checks]}
-
-
-@dataclass(frozen=True)
-class ConfigureCommand:
-    """How one torch tag configures without compiling: argv plus env variables to add."""
-
-    argv: tuple[str, ...]
-    env: Mapping[str, str]
-
-
-def configure_only_argv(era: str | Version, python: str | Path) -> ConfigureCommand:
-    """The tag's own configure-only command (``--cmake-only`` became ``CMAKE_ONLY=1`` in 2.8)."""
-    version = era if isinstance(era, Version) else Version(str(era))
-    if version.release[:2] >= CMAKE_ONLY_ENV_SINCE.release[:2]:
-        return ConfigureCommand((str(python), "setup.py", "build"), {"CMAKE_ONLY": "1"})
-    return ConfigureCommand((str(python), "setup.py", "build", "--cmake-only"), {})
 
 
 def read_cmake_cache(path: Path) -> dict[str, str]:

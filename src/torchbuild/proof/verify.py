@@ -513,17 +513,21 @@ def _assemble(request: VerifyRequest, probe: dict[str, Any], site: str | None,
     return VerifyReport(checks + kernel_checks, probe, codes, cov)
 
 
-def request_for_plan(plan: Plan, allow_missing: Sequence[str], machine: str) -> VerifyRequest:
+def request_for_plan(plan: Plan, allow_missing: Sequence[str] | None = None,
+                     machine: str | None = None) -> VerifyRequest:
     """What a planned build must deliver: its tag, CUDA, archs and (from the torch step's env)
-    the features it did not switch off itself."""
-    return request_from_manifest({"plan": plan.to_json()}, allow_missing, machine)
+    the features it did not switch off itself. Read from the typed plan (its ``allow_missing``
+    and ``machine`` unless given)."""
+    torch_env = next((s.env for s in plan.steps if s.id == "build-torch"), {})
+    return _request(plan.torch_version, plan.cuda, plan.archs if plan.cuda else (), torch_env,
+                    [c.dist for c in plan.components],
+                    plan.allow_missing if allow_missing is None else allow_missing,
+                    plan.machine if machine is None else machine)
 
 
 def verify_for_plan(plan: Plan, options: Options, wheels: Sequence[Path]) -> dict[str, Any]:
     """The pipeline's verify stage: check, print the table, keep the JSON, raise on a failure."""
-    import platform
-
-    request = request_for_plan(plan, options.allow_missing, platform.machine())
+    request = request_for_plan(plan)
     work_dir = plan.work_dir / "verify"
     log.step(f"verify ({len(wheels)} wheels in a throwaway env)")
     report = verify_wheels(wheels, request, base_python=Path(plan.environment.python),
@@ -573,15 +577,24 @@ def request_from_manifest(manifest: Mapping[str, Any], allow_missing: Sequence[s
     archs = parse_cc(" ".join(plan.get("archs") or [])) if cuda and plan.get("archs") else ()
     steps = {s.get("id"): s for s in plan.get("steps", [])}
     env = steps.get("build-torch", {}).get("env") or {}
-    wanted = RequestedFeatures.from_step_env(env, cpu=cuda is None, archs=archs, machine=machine)
+    return _request(plan.get("torch_version"), cuda, archs, env,
+                    [str(c.get("dist")) for c in plan.get("components", [])], allow_missing,
+                    machine)
+
+
+def _request(torch_version: str | None, cuda: str | None, archs: tuple[Arch, ...],
+             torch_env: Mapping[str, str], dists: Sequence[str], allow_missing: Sequence[str],
+             machine: str) -> VerifyRequest:
+    wanted = RequestedFeatures.from_step_env(torch_env, cpu=cuda is None, archs=archs,
+                                             machine=machine)
     features = {"cudnn": wanted.cudnn, "magma": wanted.magma, "mkl": wanted.mkl}
     allowed = {a.lower() for a in allow_missing}
-    dists = {canonicalize_name(str(c.get("dist"))) for c in plan.get("components", [])}
+    names = {canonicalize_name(d) for d in dists}
     return VerifyRequest(
-        torch_version=plan.get("torch_version") if "torch" in dists else None,
+        torch_version=torch_version if "torch" in names else None,
         cuda=cuda, cpu=cuda is None, archs=archs,
         features=tuple(sorted(n for n, on in features.items() if on and n not in allowed)),
-        companions=tuple(sorted(dists & set(COMPANIONS))),
+        companions=tuple(sorted(names & set(COMPANIONS))),
     )
 
 
