@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Mapping, Sequence
 
 from torchbuild import __version__
-from torchbuild.errors import Interrupted, TorchbuildError, UsageError
+from torchbuild.errors import CommandFailed, Interrupted, TorchbuildError, UsageError
 from torchbuild.logger import configure_from_environ, log
 from torchbuild.options import add_build_arguments, resolve
 from torchbuild.pipeline import run_build
@@ -78,19 +78,38 @@ def _rattler_exit_guard() -> None:
         time.sleep(0.05)
 
 
+def _debug(argv: Sequence[str], environ: Mapping[str, str]) -> bool:
+    """``--debug`` or TORCHBUILD_DEBUG (any yes-value), known before the options are parsed: a
+    malformed option must still show its traceback."""
+    flag = environ.get("TORCHBUILD_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
+    return "--debug" in argv or (flag and "--no-debug" not in argv)
+
+
+def _untranslated(exc: CommandFailed) -> TorchbuildError:
+    """A subprocess failure no stage turned into its own error: still one paragraph and a fix."""
+    digest = "; ".join(exc.digest[-3:])
+    msg = f"{exc.message}{': ' + digest if digest else ''}"
+    where = f" (log: {exc.log_path})" if exc.log_path else ""
+    return TorchbuildError(msg, fix="re-run the same command (finished work is kept); if it "
+                           f"fails again, re-run with --debug and report the output{where}")
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     environ = dict(os.environ if environ is None else environ)
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv or environ.get("TORCHBUILD_DEBUG") == "1"
     try:
         return _dispatch(argv, environ)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         err: TorchbuildError = Interrupted("stopped by Ctrl-C",
                                            fix="re-run the same command to continue")
+        caught: BaseException = exc
+    except CommandFailed as exc:
+        err, caught = _untranslated(exc), exc
     except TorchbuildError as exc:
-        err = exc
-    if debug:
-        traceback.print_exc()
+        err, caught = exc, exc
+    if _debug(argv, environ):
+        # The exception object, not sys.exc_info(): outside the except block that is empty.
+        traceback.print_exception(type(caught), caught, caught.__traceback__)
     log.error(err.render())
     return err.exit_code
 

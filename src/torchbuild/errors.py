@@ -156,6 +156,79 @@ class BenchError(TorchbuildError):
     title = "bench"
 
 
+# --------------------------------------------------- verification of the built wheels: 20-29
+
+
+class WheelInstallError(VerificationError):
+    """The wheels could not be installed into the throwaway environment."""
+
+    exit_code = 20
+    title = "verify: install"
+
+
+class TorchImportError(VerificationError):
+    """torch (or the wheel under test) does not import from a clean directory."""
+
+    exit_code = 21
+    title = "verify: import"
+
+
+class VersionMismatchError(VerificationError):
+    """torch's version is not the tag's, or a companion pins another torch."""
+
+    exit_code = 22
+    title = "verify: version"
+
+
+class CudaMismatchError(VerificationError):
+    """torch.version.cuda differs from the request (or a CPU build where CUDA was asked for)."""
+
+    exit_code = 23
+    title = "verify: CUDA"
+
+
+class ArchListError(VerificationError):
+    """torch's compiled arch list lacks a requested arch."""
+
+    exit_code = 24
+    title = "verify: arch list"
+
+
+class FeatureMissingError(VerificationError):
+    """cuDNN, MAGMA or MKL is not in the build torch reports."""
+
+    exit_code = 25
+    title = "verify: feature missing"
+
+
+class CompanionError(VerificationError):
+    """A companion does not import, or its native ops did not load."""
+
+    exit_code = 26
+    title = "verify: companion"
+
+
+class KernelImageError(VerificationError):
+    """A CUDA binary carries no SASS (or PTX) for a requested arch: 'no kernel image' at runtime."""
+
+    exit_code = 27
+    title = "verify: kernels"
+
+
+class GpuSmokeError(VerificationError):
+    """A GPU smoke test (matmul, convolution, nms) failed on the GPU present."""
+
+    exit_code = 28
+    title = "verify: GPU smoke"
+
+
+class DependencyCheckError(VerificationError):
+    """``pip check`` reports broken requirements in the verified environment."""
+
+    exit_code = 29
+    title = "verify: pip check"
+
+
 class Interrupted(TorchbuildError):
     """Ctrl-C / SIGTERM: the running step was stopped cleanly."""
 
@@ -164,7 +237,8 @@ class Interrupted(TorchbuildError):
 
 
 class CommandFailed(TorchbuildError):
-    """A subprocess exited non-zero. Stages translate this into their own error class."""
+    """A subprocess exited non-zero. Stages translate this into their own error class (with a
+    fix); ``__main__`` reports one that slipped through as a bug, with exit code 1."""
 
     exit_code = 1
     title = "command failed"
@@ -185,3 +259,20 @@ class CommandFailed(TorchbuildError):
         self.cwd = cwd
         where = f"; full log: {log_path}" if log_path else ""
         super().__init__(f"`{' '.join(self.argv)}` exited with {returncode}{where}")
+
+
+def _all_classes() -> list[type[TorchbuildError]]:
+    out: list[type[TorchbuildError]] = []
+    todo: list[type[TorchbuildError]] = [TorchbuildError]
+    while todo:
+        cls = todo.pop(0)
+        out.append(cls)
+        todo += cls.__subclasses__()
+    return out
+
+
+# The one table of exit codes (README "Exit codes" lists the same; tests/unit/test_errors.py).
+# 1 is TorchbuildError itself and CommandFailed: an error no stage translated, i.e. a bug.
+EXIT_CODES: dict[int, type[TorchbuildError]] = {
+    cls.exit_code: cls for cls in _all_classes()
+    if cls.__module__ == __name__ and cls not in (TorchbuildError, CommandFailed)}

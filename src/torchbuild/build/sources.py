@@ -241,6 +241,20 @@ def _checkout_from_mirror(spec: SourceSpec, ctx: GitContext) -> str:
 
 def checkout(spec: SourceSpec, ctx: GitContext) -> Checkout:
     """Clone ``spec`` at its tag via the mirror cache, verify the pin, bring in submodules."""
+    try:
+        return _checkout(spec, ctx)
+    except CommandFailed as exc:
+        raise _checkout_failed(spec, exc, ctx) from None
+
+
+def _checkout_failed(spec: SourceSpec, exc: CommandFailed, ctx: GitContext) -> SourceError:
+    detail = " | ".join(exc.digest[-3:]) or exc.message
+    msg = f"git could not check out {spec.name} {spec.tag} in {spec.path}: {detail}"
+    return SourceError(msg, fix=f"delete {spec.path} (the mirror cache stays) and re-run the same "
+                       f"command; git's output is in {ctx.log_path}")
+
+
+def _checkout(spec: SourceSpec, ctx: GitContext) -> Checkout:
     commit = _checkout_from_mirror(spec, ctx)
     if spec.commit and spec.commit != commit:
         msg = (f"{spec.name} tag {spec.tag} now points at {commit[:12]}, but the recorded build "
@@ -309,7 +323,11 @@ def mirror_recursive(url: str, rev: str, ctx: GitContext, *,
                      is_tag: bool) -> list[Mirrored]:
     """Mirror ``url`` so it has ``rev``, then every submodule it pins, recursively."""
     mirror = ensure_mirror(url, rev, ctx, is_tag=is_tag)
-    commit = _resolve(mirror, f"refs/tags/{rev}" if is_tag else rev, ctx.env)
+    try:
+        commit = _resolve(mirror, f"refs/tags/{rev}" if is_tag else rev, ctx.env)
+    except CommandFailed as exc:
+        msg = f"the mirror {mirror} of {url} cannot resolve {rev}: {' | '.join(exc.digest[-3:])}"
+        raise SourceError(msg, fix=f"delete {mirror} and re-run the same command") from None
     subs = [(absolute_url(sub_url, url), sub_commit)
             for sub_url, sub_commit in submodules_at(mirror, commit, ctx.env)]
     # Submodules are independent network operations: fetch them in parallel.

@@ -122,9 +122,15 @@ def clean_tree(step: Step, env: Mapping[str, str], log_path: Path) -> None:
     """
     if not (step.cwd / ".git").exists():
         return
-    run(["git", "-C", str(step.cwd), "clean", "-xdffq"], env=env, log_path=log_path)
-    run(["git", "-C", str(step.cwd), "submodule", "foreach", "--quiet", "--recursive",
-         "git clean -xdffq"], env=env, log_path=log_path)
+    try:
+        run(["git", "-C", str(step.cwd), "clean", "-xdffq"], env=env, log_path=log_path)
+        run(["git", "-C", str(step.cwd), "submodule", "foreach", "--quiet", "--recursive",
+             "git clean -xdffq"], env=env, log_path=log_path)
+    except CommandFailed as exc:
+        msg = f"could not clean the build tree {step.cwd}: {' | '.join(exc.digest[-3:])}"
+        raise BuildStepError(msg, fix=f"delete {step.cwd} (torchbuild checks it out again from "
+                             f"the mirror cache) and re-run the same command; log: {log_path}"
+                             ) from None
 
 
 def _skip(step: Step, record: StepRecord, status: StampStatus, state: RunState,

@@ -615,7 +615,13 @@ def _installed(python: Path, names: Sequence[str], env: Mapping[str, str]) -> li
             "    try: out[n] = m.version(n)\n"
             "    except m.PackageNotFoundError: pass\n"
             "print(json.dumps(out))")
-    found: dict[str, str] = json.loads(command.capture([str(python), "-c", code, *names], env=env))
+    try:
+        found: dict[str, str] = json.loads(command.capture([str(python), "-c", code, *names],
+                                                           env=env))
+    except CommandFailed as exc:
+        msg = f"{python} installed the wheels but cannot list them: {' | '.join(exc.digest)}"
+        raise EnvironmentSetupError(msg, fix=f"check that {python} runs (`{python} -c pass`), "
+                                    "then re-run the same command") from None
     for name in names:
         if name in found:
             log.info(f"installed {name} {found[name]} into {python.parent.parent}")

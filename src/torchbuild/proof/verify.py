@@ -24,7 +24,20 @@ from packaging.version import InvalidVersion, Version
 
 from torchbuild.cc import Arch, parse_cc
 from torchbuild.command import capture
-from torchbuild.errors import CommandFailed, VerificationError
+from torchbuild.errors import (  # the verify codes 20-29 live with every other code
+    ArchListError,
+    CommandFailed,
+    CompanionError,
+    CudaMismatchError,
+    DependencyCheckError,
+    FeatureMissingError,
+    GpuSmokeError,
+    KernelImageError,
+    TorchImportError,
+    VerificationError,
+    VersionMismatchError,
+    WheelInstallError,
+)
 from torchbuild.logger import log
 from torchbuild.options import Options
 from torchbuild.plan import Plan
@@ -34,76 +47,6 @@ from torchbuild.proof.cubin import ArchCoverage, DeviceCode, coverage, find_cuob
 COMPANIONS = ("torchvision", "torchaudio", "torchtext")
 FEATURES = ("cudnn", "magma", "mkl")
 _MARK = "TORCHBUILD-PROBE:"
-
-
-class WheelInstallError(VerificationError):
-    """The wheels could not be installed into the throwaway environment."""
-
-    exit_code = 20
-    title = "verify: install"
-
-
-class TorchImportError(VerificationError):
-    """torch (or the wheel under test) does not import from a clean directory."""
-
-    exit_code = 21
-    title = "verify: import"
-
-
-class VersionMismatchError(VerificationError):
-    """torch's version is not the tag's, or a companion pins another torch."""
-
-    exit_code = 22
-    title = "verify: version"
-
-
-class CudaMismatchError(VerificationError):
-    """torch.version.cuda differs from the request (or a CPU build where CUDA was asked for)."""
-
-    exit_code = 23
-    title = "verify: CUDA"
-
-
-class ArchListError(VerificationError):
-    """torch's compiled arch list lacks a requested arch."""
-
-    exit_code = 24
-    title = "verify: arch list"
-
-
-class FeatureMissingError(VerificationError):
-    """cuDNN, MAGMA or MKL is not in the build torch reports."""
-
-    exit_code = 25
-    title = "verify: feature missing"
-
-
-class CompanionError(VerificationError):
-    """A companion does not import, or its native ops did not load."""
-
-    exit_code = 26
-    title = "verify: companion"
-
-
-class KernelImageError(VerificationError):
-    """A CUDA binary carries no SASS (or PTX) for a requested arch: 'no kernel image' at runtime."""
-
-    exit_code = 27
-    title = "verify: kernels"
-
-
-class GpuSmokeError(VerificationError):
-    """A GPU smoke test (matmul, convolution, nms) failed on the GPU present."""
-
-    exit_code = 28
-    title = "verify: GPU smoke"
-
-
-class DependencyCheckError(VerificationError):
-    """``pip check`` reports broken requirements in the verified environment."""
-
-    exit_code = 29
-    title = "verify: pip check"
 
 
 # Runs inside the throwaway env. Standard library + torch only; never raises; prints one JSON line.
