@@ -50,7 +50,7 @@ from torchbuild.knowledge.rules import (
     warning,
 )
 from torchbuild.logger import log
-from torchbuild.machine import probes
+from torchbuild.machine import codecs, probes
 from torchbuild.machine.facts import Facts, gather, gather_host
 
 if TYPE_CHECKING:
@@ -96,6 +96,8 @@ class PreflightRequest:
     # The release row to check against (the plan's ``recipe.Release``); None: look the version up
     # in the knowledge's releases.toml.
     release: ReleaseLike | None = None
+    # --allow-missing: features (and torchvision codecs) the user accepts without.
+    allow_missing: tuple[str, ...] = ()
 
     @property
     def uses_host_compiler(self) -> bool:
@@ -289,10 +291,44 @@ def resource_findings(req: PreflightRequest, facts: MachineFacts) -> list[Findin
     return found
 
 
+# torchvision 0.20 added WEBP decoding (TORCHVISION_USE_WEBP): older tags have nothing to find.
+WEBP_SINCE = "0.20"
+
+
+def wanted_codecs(req: PreflightRequest) -> list[str]:
+    vision = req.companions.get("vision")
+    if vision == "none" or req.env_backend not in {"venv", "existing"}:
+        return []   # the conda backends bring the codecs as packages (recipes/conda.toml)
+    names = ["jpeg", "png"]
+    if vision is None or vtuple(vision) >= vtuple(WEBP_SINCE):
+        names.append("webp")
+    if not req.cpu:
+        names.append("nvjpeg")
+    return [n for n in names if n not in req.allow_missing]
+
+
+def codec_findings(req: PreflightRequest, facts: MachineFacts) -> list[Finding]:
+    """torchvision only warns about a missing codec and ships a wheel without it: refuse here."""
+    wanted = wanted_codecs(req)
+    if not wanted:
+        return []
+    root = str(facts.toolkit.root) if facts.toolkit else req.environ.get("CUDA_HOME")
+    status = codecs.probe_codecs(req.environ, wanted, cuda_home=root)
+    missing = [s for s in status if s.found is None]
+    if not missing:
+        return [ok("codecs", ", ".join(f"{s.name}: {s.found}" for s in status))]
+    names = [s.name for s in missing]
+    why = "; ".join(f"{s.name}: {s.why}" for s in missing)
+    what = "/".join(n.upper() for n in names)
+    return [error("codecs", f"torchvision would be built without {what} support ({why})",
+                  codecs.install_hint(names, req.cuda), PreflightError)]
+
+
 def machine_findings(req: PreflightRequest, facts: MachineFacts, kn: Knowledge) -> list[Finding]:
     return [*wsl_findings(req, facts), *git_findings(req, facts), *cmake_findings(req, facts, kn),
             *toolkit_findings(req, facts), *compiler_findings(req, facts, kn),
-            *driver_findings(req, facts), *resource_findings(req, facts)]
+            *driver_findings(req, facts), *resource_findings(req, facts),
+            *codec_findings(req, facts)]
 
 
 # -------------------------------------------------------------------- stage 3: kernel compiles
@@ -443,7 +479,8 @@ def request_for_plan(plan: Plan, options: Options) -> PreflightRequest:
         needs_system_toolkit=plan.cuda is not None and backend in {"venv", "existing"},
         estimated_disk_gb=estimate_disk_gb(names, cuda=plan.cuda is not None, backend=backend),
         environ=options.environ, jobs=options.jobs, jobs_decision=plan.jobs_decision,
-        recipe_dir=options.recipe_dir, release=plan.release)
+        recipe_dir=options.recipe_dir, release=plan.release,
+        allow_missing=tuple(options.allow_missing))
 
 
 def _component(plan: Plan, name: str) -> Component | None:
