@@ -18,6 +18,30 @@ from gitrepos import RECIPES, make_mirror_root
 REPO = Path(__file__).resolve().parent.parent
 
 
+UNIT = Path(__file__).parent / "unit"
+
+
+def _refuse(*args: object, **_kwargs: object) -> None:
+    what = args[1] if len(args) > 1 else args[0] if args else "?"
+    msg = f"a unit test started a process ({what!r}): move it to tests/integration"
+    raise AssertionError(msg)
+
+
+@pytest.fixture(autouse=True)
+def no_processes_in_unit_tests(request: pytest.FixtureRequest,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unit tests are pure logic: any process a test under tests/unit starts fails it
+    (cibuildwheel's ``mock_protection``, nox's ``prevent_conda``). Lives here, not in a
+    tests/unit/conftest.py, because the integration tests import this file as ``conftest``."""
+    if UNIT not in request.node.path.parents:
+        return
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", _refuse)
+    for name in ("system", "fork", "forkpty", "posix_spawn", "posix_spawnp", "execv", "execve",
+                 "execvp", "execvpe", "spawnv", "spawnve", "spawnvp", "spawnvpe"):
+        if hasattr(os, name):
+            monkeypatch.setattr(os, name, _refuse)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if shutil.which("nvidia-smi") is None:
         skip = pytest.mark.skip(reason="no NVIDIA GPU here (nvidia-smi not found)")

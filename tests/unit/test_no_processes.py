@@ -1,4 +1,5 @@
-"""The guard in tests/unit/conftest.py really stops a unit test from starting a process."""
+"""The guard in tests/conftest.py (no_processes_in_unit_tests) stops a unit test from
+starting a process."""
 
 from __future__ import annotations
 
