@@ -90,6 +90,46 @@ PACKAGES: tuple[Pkg, ...] = (
 )
 
 
+LIBPNG_CONFIG = f"""#!/bin/sh
+# stand-in for libpng's libpng-config: the answers torchvision's find_libpng() asks for
+case "$1" in
+  --version) echo 1.6.43 ;;
+  --I_opts) echo "-I{PLACEHOLDER}/include/libpng16" ;;
+  --libdir) echo "{PLACEHOLDER}/lib" ;;
+esac
+"""
+
+# conda-forge's file layout of the packages a PyTorch packager's env adds (headers and libraries
+# where the real packages put them: CUDA pieces under targets/x86_64-linux, the rest in include/
+# and lib/), so activation and torchvision's lookups meet the same tree as with conda-forge.
+LAYOUTS: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
+    "libjpeg-turbo": ({"include/jpeglib.h": "/* jpeg */\n", "lib/libjpeg.so.8": "elf\n"}, ()),
+    "libpng": ({"include/libpng16/png.h": "/* png */\n", "include/png.h": "/* png */\n",
+                "lib/libpng16.so.16": "elf\n", "bin/libpng-config": LIBPNG_CONFIG},
+               ("bin/libpng-config",)),
+    "libwebp": ({"include/webp/decode.h": "/* webp */\n", "lib/libwebp.so.7": "elf\n"}, ()),
+    "libnvjpeg-dev": ({"targets/x86_64-linux/include/nvjpeg.h": "/* nvjpeg */\n",
+                       "targets/x86_64-linux/lib/libnvjpeg.so": "elf\n"}, ()),
+    "libmagma-devel": ({"include/magma.h": "/* magma */\n", "include/magma_v2.h": "/* v2 */\n",
+                        "lib/libmagma.so": "elf\n", "lib/pkgconfig/magma.pc": "Name: magma\n"}, ()),
+    "magma": ({"include/magma.h": "/* magma */\n", "include/magma_v2.h": "/* v2 */\n",
+               "lib/libmagma.so": "elf\n"}, ()),
+    "nccl": ({"include/nccl.h": "/* nccl */\n", "lib/libnccl.so": "elf\n"}, ()),
+    "cusparselt": ({"include/cusparseLt.h": "/* cusparselt */\n",
+                    "lib/libcusparseLt.so": "elf\n"}, ()),
+    "libcudss-dev": ({"include/cudss.h": "/* cudss */\n", "lib/libcudss.so": "elf\n"}, ()),
+    "cuda-nvcc": ({"bin/nvcc": '#!/bin/sh\necho "Cuda compilation tools, release 13.0, V13.0.88"\n',
+                   "targets/x86_64-linux/include/cuda_runtime.h": "#define CUDART_VERSION 13000\n"},
+                  ("bin/nvcc",)),
+}
+
+
+def stand_in(name: str, version: str, depends: tuple[str, ...] = ()) -> Pkg:
+    """A stand-in named like the conda-forge package, with its real layout where LAYOUTS has it."""
+    files, exe = LAYOUTS.get(name, ({f"share/{name}/README": f"stand-in for {name}\n"}, ()))
+    return Pkg(name, version, dict(files), depends=depends, executables=exe)
+
+
 def _paths_entry(rel: str, data: bytes) -> dict[str, object]:
     entry: dict[str, object] = {
         "_path": rel, "path_type": "hardlink",

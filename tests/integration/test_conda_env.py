@@ -37,6 +37,7 @@ from torchbuild.errors import (
     OfflineError,
     SolverError,
 )
+from torchbuild.knowledge.conda_specs import conda_specs_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import conda_channel
@@ -522,3 +523,30 @@ def test_rattler_backend_is_reusable_across_solves(channel: Path, tmp_path: Path
     new = backend.solve(["cmake-test"], [channel.as_uri()], None)
     assert {p.name: p.version for p in old.packages}["libtest"] == "1.0"
     assert {p.name: p.version for p in new.packages}["cmake-test"] == "3.30.0"
+
+
+def test_cuda_env_with_magma_nccl_and_codecs_solves_installs_activates(tmp_path: Path) -> None:
+    """The real conda.toml's CUDA 13.0 specs for torch 2.13.0 (+ torchvision), solved and
+    installed from stand-ins laid out like conda-forge's packages: MAGMA, NCCL and the math
+    libraries land where torch's CMake looks, and activation points torch at them."""
+    recipes = Path(__file__).resolve().parents[2] / "recipes"
+    specs, _ = conda_specs_for("2.13.0", "13.0", "3.12", recipe_dir=recipes, vision=True)
+    names = {s.split()[0] for s in specs}
+    assert {"libmagma-devel", "nccl", "cusparselt", "libcudss-dev", "libnvjpeg-dev"} <= names
+    channel = tmp_path / "chan"
+    pkgs = [conda_channel.stand_in(n, "13.0" if n == "cuda-version" else "1.0",
+                                   ("__cuda >=13",) if n == "cuda-version" else ())
+            for n in sorted(names)]
+    conda_channel.build_channel(channel, tuple(pkgs))
+    relaxed = tuple(s.split()[0] if not s.startswith("cuda-version") else s for s in specs)
+    spec = make_spec(tmp_path / "work", relaxed, (channel.as_uri(),), cuda="13.0")
+    env = create_conda_env(spec, base_env(), cache_dir=tmp_path / "cache", offline=False).env
+    real = spec.prefix.resolve()
+    assert env["MAGMA_HOME"] == str(real) and (real / "include" / "magma_v2.h").is_file()
+    assert env["NCCL_ROOT_DIR"] == str(real) and (real / "lib" / "libnccl.so").is_file()
+    assert env["CUDA_TOOLKIT_ROOT_DIR"] == str(real)  # where FindCUSPARSELT/FindCUDSS look
+    assert (real / "include" / "cusparseLt.h").is_file()
+    assert (real / "include" / "cudss.h").is_file()
+    assert (Path(env["CPATH"].split(os.pathsep)[0]) / "nvjpeg.h").is_file()
+    assert command.capture([real / "bin" / "libpng-config", "--I_opts"], env=env) == \
+        f"-I{real}/include/libpng16"

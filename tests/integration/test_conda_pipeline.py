@@ -8,17 +8,19 @@ build needs a real python, which the venv-backend tests cover.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conda_channel import Pkg, _sh, build_channel
-from conftest import base_env, dir_listing, fixture_args
+from conda_channel import Pkg, _sh, build_channel, stand_in
+from conftest import base_env, dir_listing, fixture_args, make_venv
 from gitrepos import RECIPES
 from torchbuild.knowledge.conda_specs import conda_specs_for
 
@@ -49,17 +51,20 @@ def _version_for(constraint: str) -> str:
     return first.group(0) + (".0" if "." not in first.group(0) else "")
 
 
-def _stand_ins(specs: tuple[str, ...]) -> tuple[Pkg, ...]:
+def _stand_ins(specs: tuple[str, ...], python: Path | None = None) -> tuple[Pkg, ...]:
+    """One stand-in per spec, laid out like the conda-forge package (conda_channel.LAYOUTS).
+    The env's python either fails at once (proves the first step ran inside the activated env)
+    or, given ``python``, is that real interpreter under the env's name."""
     pkgs = []
     for spec in specs:
         name, _, constraint = spec.partition(" ")
-        files = {f"share/{name}/README": f"stand-in for {name}\n"}
-        exe: tuple[str, ...] = ()
         if name == "python":
-            # The env's python: proves the first step ran inside the activated env.
-            files = {"bin/python": _sh('echo "stand-in python $*"; exit 3')}
-            exe = ("bin/python",)
-        pkgs.append(Pkg(name, _version_for(constraint), files, executables=exe))
+            body = 'echo "stand-in python $*"; exit 3' if python is None else \
+                f'exec "{python}" "$@"'
+            pkgs.append(Pkg(name, _version_for(constraint), {"bin/python": _sh(body)},
+                            executables=("bin/python",)))
+        else:
+            pkgs.append(stand_in(name, _version_for(constraint)))
     return tuple(pkgs)
 
 
@@ -95,3 +100,28 @@ def test_conda_backend_up_to_first_step(mirror_root, tmp_path):
     assert lock["version"] == 1
     assert all(p["hash"]["sha256"] for p in lock["package"])
     assert dir_listing(tmp_path / "dist") == []               # failed build: nothing published
+
+
+def test_conda_env_gives_the_vision_build_its_codecs(mirror_root, tmp_path):
+    """The whole fixture pipeline in a conda env solved from the real conda.toml: torchvision's
+    codec lookups (CONDA_PREFIX/include, libpng-config on PATH) land in the env, not the host."""
+    root, _ = mirror_root
+    recipes = _recipes(tmp_path)
+    specs, _ = conda_specs_for("2.99.0", None, "3.11", recipe_dir=recipes, vision=True)
+    # A real interpreter to run the fixture builds (setuptools from PyPI: the builds need it).
+    python = make_venv(tmp_path / "buildpy", "setuptools>=70.1")
+    channel = tmp_path / "channel"
+    build_channel(channel, _stand_ins(specs, python))
+    args = fixture_args(root, tmp_path, "--env", "conda", "--cpu", "--python", "3.11",
+                        "--channel", channel.as_uri(), "--no-verify", "--audio", "none")
+    args[args.index("--recipe-dir") + 1] = str(recipes)
+    proc = subprocess.run([sys.executable, "-m", "torchbuild", *args], env=base_env(tmp_path),
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    prefix = (tmp_path / "work" / "env").resolve()
+    wheel = next((tmp_path / "dist").glob("torchvision-*.whl"))
+    with zipfile.ZipFile(wheel) as zf:
+        info = json.loads(zf.read("torchvision/_buildinfo.json"))
+    assert info["codecs"] == {"jpeg": f"{prefix}/include/jpeglib.h",
+                              "png": f"{prefix}/include/libpng16/png.h",
+                              "webp": f"{prefix}/include/webp/decode.h"}
