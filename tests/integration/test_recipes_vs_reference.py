@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]  # tests/integration/this.py -> the repo
 COMPAT = REPO.parent / "shared" / "reference" / "compat.toml"
 
 
