@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -10,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 sys.path.insert(0, str(Path(__file__).parent))   # tests/gitrepos.py and friends
 
@@ -50,11 +52,34 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(skip)
 
 
+def shared_dir(tmp_path_factory: pytest.TempPathFactory, name: str,
+               make: Callable[[Path], None]) -> Path:
+    """``make(path)`` once per test run, not once per pytest-xdist worker: the workers' base
+    temp dirs share a parent, and a file lock lets the first worker build while the others wait.
+    The result must be read-only for the tests that share it."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    target = base / f"shared-{name}"
+    with FileLock(str(base / f"shared-{name}.lock")):
+        if not (target / ".complete").is_file():
+            shutil.rmtree(target, ignore_errors=True)   # a worker died half-way
+            target.mkdir(parents=True)
+            make(target)
+            (target / ".complete").write_text("")
+    return target
+
+
 @pytest.fixture(scope="session")
 def mirror_root(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    root = tmp_path_factory.mktemp("gitserver") / "srv"
-    commits = make_mirror_root(root)
-    return root, commits
+    """The fixture git server (read-only for the tests), built once per test run."""
+
+    def make(path: Path) -> None:
+        commits = make_mirror_root(path / "srv")
+        (path / "commits.json").write_text(json.dumps(commits))
+
+    shared = shared_dir(tmp_path_factory, "gitserver", make)
+    return shared / "srv", json.loads((shared / "commits.json").read_text())
 
 
 @pytest.fixture(scope="session")
@@ -113,7 +138,11 @@ def make_venv(path: Path, *packages: str, system_site: bool = False) -> Path:
 def torch_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A venv with the real torch 2.13.0 CPU wheel (a local file on these machines) + build tools.
 
-    Shared by every test that compiles against real torch; built once per session.
+    Shared by every test that compiles against real torch; built once per test run (all xdist
+    workers); the tests only run it and compile against it.
     """
-    return make_venv(tmp_path_factory.mktemp("torchvenv") / "venv", "torch==2.13.0",
-                     "setuptools", "wheel", "ninja")
+
+    def make(path: Path) -> None:
+        make_venv(path / "venv", "torch==2.13.0", "setuptools", "wheel", "ninja")
+
+    return shared_dir(tmp_path_factory, "torchvenv", make) / "venv" / "bin" / "python"
