@@ -16,6 +16,10 @@ import tomllib
 TEXT_TAG_FIXES = {"v0.11.0": "v0.11.0-rc3"}
 # CMake >= 4 refuses vendored cmake_minimum_required(<3.5) in tags up to ~2.7 (pytorch#154096).
 CMAKE4_BREAKS_BELOW = (2, 8)
+# compat.toml still says 3.18 for these: pytorch/pytorch#154783 ("Use 3.27 as the minimum CMake
+# version", reland of #153153, merged after the 2.8 branch cut; ROCm/TheRock#1512 bumped its
+# image for the nightlies that had it in Sept 2025) raised cmake_minimum_required to 3.27.
+CMAKE_327_SINCE = (2, 9)
 
 
 def _key(v: str) -> tuple[int, ...]:
@@ -63,7 +67,7 @@ def main() -> None:
             "default_cuda": row["pypi_cuda"],
             "cxx_std": row["cxx_std"],
             "min_gcc": row["min_gcc"],
-            "min_cmake": row["min_cmake"],
+            "min_cmake": "3.27" if _key(version) >= CMAKE_327_SINCE else row["min_cmake"],
             "max_cmake_exclusive": "4" if old else "",
             "arch_syntax": row["cmake_arch_regex"],
         }

@@ -179,6 +179,29 @@ def test_force_downgrades_forceable_errors(tmp_path: Path) -> None:
     assert py.level == "warning" and "--force" in py.message
 
 
+def test_cmake_probed_is_the_one_the_steps_run(tmp_path: Path) -> None:
+    """#12 §5: with --env existing the steps put the env's bin dir first on PATH, so preflight
+    must check that cmake, not the caller's (3.25 was checked while the build ran 4.4)."""
+    env_bin = tmp_path / "env" / "bin"
+    env_bin.mkdir(parents=True)
+    fake = env_bin / "cmake"
+    fake.write_text("#!/bin/sh\necho 'cmake version 4.4.3'\n")
+    fake.chmod(0o755)
+    req = request(tmp_path, torch_version="2.6.0", cpu=True, cuda=None, archs=(),
+                  env_backend="existing", needs_system_toolkit=False, tool_dirs=(env_bin,),
+                  cmake_policy_minimum="3.5")
+    assert gather_facts(req).cmake == "4.4.3"
+    found = run_preflight(req, force=False, sink=quiet)
+    cmake = next(f for f in found if f.check == "cmake")
+    assert cmake.level == "ok"
+    assert "4.4.3" in cmake.message
+    assert "CMAKE_POLICY_VERSION_MINIMUM=3.5" in cmake.message
+    with pytest.raises(PreflightError, match="cmake 4.4.3 cannot configure torch 2.6.0"):
+        run_preflight(request(tmp_path, torch_version="2.6.0", cpu=True, cuda=None, archs=(),
+                              env_backend="existing", needs_system_toolkit=False,
+                              tool_dirs=(env_bin,)), force=False, sink=quiet)
+
+
 def test_disk_estimate(tmp_path: Path) -> None:
     req = request(tmp_path, cpu=True, cuda=None, archs=(), estimated_disk_gb=1e6,
                   needs_system_toolkit=False)

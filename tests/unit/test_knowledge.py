@@ -329,6 +329,22 @@ def test_cmake_against_release(kn: Knowledge, cmake: str, torch: str, level: str
         assert "CMAKE_POLICY_VERSION_MINIMUM=3.5" in found.fix
 
 
+def test_cmake4_accepted_for_old_tags_when_the_policy_minimum_is_set(kn: Knowledge) -> None:
+    # The plan sets CMAKE_POLICY_VERSION_MINIMUM=3.5 for these tags; the real 2.6.0 tree built
+    # with cmake 4.4.3 so (#12 §5): the variable must clear the refusal.
+    assert cmake_ok("4.4.3", kn.release("2.6.0"), policy_minimum="3.5").level == "ok"
+    assert cmake_ok("4.4.3", kn.release("2.6.0"), policy_minimum="3.4").level == "error"
+    assert cmake_ok("4.4.3", kn.release("2.6.0")).level == "error"
+
+
+@pytest.mark.parametrize(("torch", "minimum"), [("2.8.0", "3.18"), ("2.9.0", "3.27"),
+                                                ("2.15.0", "3.27")])
+def test_cmake_minimum_per_release(kn: Knowledge, torch: str, minimum: str) -> None:
+    # pytorch/pytorch#154783 raised cmake_minimum_required to 3.27 from 2.9 on (#13).
+    assert kn.release(torch).min_cmake == minimum
+    assert cmake_ok("3.25.1", kn.release(torch)).level == ("ok" if minimum == "3.18" else "error")
+
+
 @pytest.mark.parametrize(("driver", "toolkit", "level"), [
     ("13.0", "13.0", "ok"),
     ("13.2", "13.0", "ok"),

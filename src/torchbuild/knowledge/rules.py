@@ -386,13 +386,21 @@ def cuda_ok(cuda: str, release: ReleaseLike, kn: Knowledge | None = None) -> Fin
     return error("cuda", msg, f"use --cuda {release.default_cuda}", CompatibilityError)
 
 
-def cmake_ok(cmake_version: str, release: ReleaseLike) -> Finding:
+def cmake_ok(cmake_version: str, release: ReleaseLike, *,
+             policy_minimum: str | None = None) -> Finding:
+    """``policy_minimum``: CMAKE_POLICY_VERSION_MINIMUM as the build steps set it. With it CMake 4
+    configures the vendored ``cmake_minimum_required(<3.5)`` of old tags: the real v2.6.0 tree
+    configured and built with cmake 4.4.3 and 3.5 set (benchmarks/results/gpu-real-torch-2.6.0.md),
+    so it clears the refusal instead of being ignored (#12 §5)."""
     have = vtuple(cmake_version)
     if have < vtuple(release.min_cmake):
         msg = (f"cmake {cmake_version} is older than torch {release.version} needs "
                f"({release.min_cmake})")
         return error("cmake", msg, f"install cmake>={release.min_cmake}", PreflightError)
     top = release.max_cmake_exclusive
+    if top and have >= vtuple(top) and policy_minimum and vtuple(policy_minimum) >= (3, 5):
+        return ok("cmake", f"cmake {cmake_version} configures torch {release.version} with "
+                  f"CMAKE_POLICY_VERSION_MINIMUM={policy_minimum}")
     if top and have >= vtuple(top):
         msg = (f"cmake {cmake_version} cannot configure torch {release.version}: CMake {top} "
                "removed compatibility with cmake_minimum_required(<3.5) used by its submodules")

@@ -117,8 +117,11 @@ def gather(environ: Mapping[str, str], *, env_python: str | None = None) -> Fact
 
 
 def gather_host(facts: Facts, environ: Mapping[str, str], *, work_dir: Path,
-                cpu: bool) -> Facts:
+                cpu: bool, tool_environ: Mapping[str, str] | None = None) -> Facts:
     """The same facts plus what preflight checks (all these probes together take well under 1 s).
+
+    ``tool_environ``: the environment the build steps run tools with (an existing env's bin dir
+    first on PATH); the cmake checked is the one they will run (#12 §5).
     """
     tmp = Path(environ.get("TMPDIR") or tempfile.gettempdir())
     cxx = probes.host_compiler(environ)
@@ -132,7 +135,7 @@ def gather_host(facts: Facts, environ: Mapping[str, str], *, work_dir: Path,
         tmp_free_gb=probes.disk_free_gb(tmp),
         smi=probes.run_nvidia_smi(environ) if not cpu else SmiReport("absent", None),
         git=probes.tool_version(["git", "--version"], environ),
-        cmake=probes.tool_version(["cmake", "--version"], environ),
+        cmake=probes.tool_version(["cmake", "--version"], tool_environ or environ),
         host_cxx=cxx,
         host_cxx_version=probes.gcc_version(cxx, environ),
         host_cxx_is_clang=probes.is_clang(cxx, environ),

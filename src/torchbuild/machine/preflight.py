@@ -13,6 +13,7 @@ compile, a gcc nvcc rejects -- fail the build anyway, so they are never forced.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -96,6 +97,18 @@ class PreflightRequest:
     # The release row to check against (the plan's ``recipe.Release``); None: look the version up
     # in the knowledge's releases.toml.
     release: ReleaseLike | None = None
+    # Directories the build steps put first on PATH (an existing env's bin dir): the tools
+    # preflight checks must be the ones the steps will run (#12 §5).
+    tool_dirs: tuple[Path, ...] = ()
+    # CMAKE_POLICY_VERSION_MINIMUM as the torch steps set it (lets CMake >= 4 configure old tags).
+    cmake_policy_minimum: str | None = None
+
+    def tool_environ(self) -> dict[str, str]:
+        """``environ`` with ``tool_dirs`` first on PATH, as the build steps will see it."""
+        env = dict(self.environ)
+        env["PATH"] = os.pathsep.join([*map(str, self.tool_dirs), env.get("PATH", "")]).rstrip(
+            os.pathsep)
+        return env
     # --allow-missing: features (and torchvision codecs) the user accepts without.
     allow_missing: tuple[str, ...] = ()
 
@@ -112,7 +125,8 @@ MachineFacts = Facts
 def gather_facts(request: PreflightRequest, base: Facts | None = None) -> Facts:
     """``base`` (the planner's facts) plus the host checks; nothing is probed twice."""
     env = request.environ
-    return gather_host(base or gather(env), env, work_dir=request.work_dir, cpu=request.cpu)
+    return gather_host(base or gather(env), env, work_dir=request.work_dir, cpu=request.cpu,
+                       tool_environ=request.tool_environ())
 
 
 # ------------------------------------------------------------------------ stage 1: the request
@@ -192,7 +206,7 @@ def cmake_findings(req: PreflightRequest, facts: MachineFacts, kn: Knowledge) ->
     if facts.cmake is None:
         return [error("cmake", "cmake is not on PATH of the existing env",
                       "pip install 'cmake<4' ninja into it", MissingToolError, forceable=False)]
-    return [cmake_ok(facts.cmake, _release(req, kn))]
+    return [cmake_ok(facts.cmake, _release(req, kn), policy_minimum=req.cmake_policy_minimum)]
 
 
 def toolkit_findings(req: PreflightRequest, facts: MachineFacts) -> list[Finding]:
@@ -480,7 +494,18 @@ def request_for_plan(plan: Plan, options: Options) -> PreflightRequest:
         estimated_disk_gb=estimate_disk_gb(names, cuda=plan.cuda is not None, backend=backend),
         environ=options.environ, jobs=options.jobs, jobs_decision=plan.jobs_decision,
         recipe_dir=options.recipe_dir, release=plan.release,
-        allow_missing=tuple(options.allow_missing))
+        allow_missing=tuple(options.allow_missing), tool_dirs=_tool_dirs(plan),
+        cmake_policy_minimum=_torch_step_env(plan).get("CMAKE_POLICY_VERSION_MINIMUM"))
+
+
+def _tool_dirs(plan: Plan) -> tuple[Path, ...]:
+    """An existing env's steps run with its bin dir first on PATH (env/create.py _activate)."""
+    env = plan.environment
+    return (env.python.parent,) if env.backend == "existing" else ()
+
+
+def _torch_step_env(plan: Plan) -> Mapping[str, str]:
+    return next((s.env for s in plan.steps if s.component == "torch" and s.kind == "build"), {})
 
 
 def _component(plan: Plan, name: str) -> Component | None:
