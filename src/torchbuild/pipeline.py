@@ -19,11 +19,13 @@ from torchbuild.build import steps as build
 from torchbuild.cc import arch_list_env
 from torchbuild.env import create as environment
 from torchbuild.errors import TorchbuildError
-from torchbuild.knowledge.recipe import load_recipes
+from torchbuild.knowledge.recipe import RecipeBook, load_recipes
+from torchbuild.knowledge.resolve import resolve_options, tables_for
+from torchbuild.knowledge.rules import load_knowledge
 from torchbuild.logger import log
 from torchbuild.machine import facts
 from torchbuild.machine.gpu import detect_archs
-from torchbuild.machine.preflight import preflight_for_plan, request_problems
+from torchbuild.machine.preflight import knowledge_dir, preflight_for_plan, request_problems
 from torchbuild.options import Options, require_target
 from torchbuild.plan import Plan, make_plan, pin_commits, render
 from torchbuild.proof import artifacts
@@ -48,6 +50,13 @@ def _env_python(options: Options) -> str | None:
 
 def prepare(options: Options) -> tuple[Plan, facts.Facts]:
     """Everything up to the plan: cheap, no side effects beyond probes."""
+    plan, machine, _resolved = prepare_resolved(options)
+    return plan, machine
+
+
+def prepare_resolved(options: Options) -> tuple[Plan, facts.Facts, Options]:
+    """``prepare``, plus the options with the resolved torch/CUDA/Python filled in (origin
+    "resolved"), which is what the manifest records so a replay rebuilds the same choice."""
     require_target(options)
     book = load_recipes(options.recipe_dir)
     options = _detect_archs(options)
@@ -55,7 +64,20 @@ def prepare(options: Options) -> tuple[Plan, facts.Facts]:
     if options.env == "existing" and env_python is None:
         env_python = sys.executable   # build into the interpreter running torchbuild
     machine = facts.gather(options.environ, env_python=env_python)
-    return make_plan(book, options, machine), machine
+    plan, options = plan_for(book, options, machine)
+    return plan, machine, options
+
+
+def plan_for(book: RecipeBook, options: Options, machine: facts.Facts) -> tuple[Plan, Options]:
+    """Resolve what the options left open (torch, CUDA, Python), then plan. Pure given the
+    recipes and facts: the fix-hint property test calls exactly this."""
+    tables = tables_for(load_knowledge(knowledge_dir(options.recipe_dir)), book.releases,
+                        book.conda)
+    options, reason = resolve_options(tables, options, host_python=machine.host_python_version,
+                                      system_cuda=machine.cuda_version,
+                                      env_python=machine.env_python_version)
+    plan = make_plan(book, options, machine)
+    return (dataclasses.replace(plan, choice=reason) if reason else plan), options
 
 
 def _preflight(plan: Plan, options: Options, machine: facts.Facts) -> None:
@@ -70,7 +92,9 @@ def _verify(plan: Plan, options: Options, wheels: list[Path]) -> dict[str, Any] 
 
 def run_build(options: Options, *, pins: Mapping[str, str] | None = None) -> int:
     """Build. ``pins`` ({component: commit}) makes the sources exact (replay of a manifest)."""
-    plan, machine = prepare(options)
+    plan, machine, options = prepare_resolved(options)
+    if plan.choice and not options.dry_run:   # the dry-run's own output shows it
+        log.info(plan.choice)
     if pins:
         plan = pin_commits(plan, pins)
     if options.dry_run:

@@ -115,6 +115,7 @@ class Plan:
     allow_missing: tuple[str, ...] = ()       # --allow-missing (cmake audit, verify)
     git_mirror: str | None = None             # --git-mirror
     machine: str = ""                         # the CPU architecture the wheels are for
+    choice: str = ""                          # why this torch/CUDA/Python (the resolver)
 
     @property
     def jobs_decision(self) -> JobsDecision:
@@ -422,6 +423,7 @@ def render(plan: Plan) -> str:
     lines = [
         (f"torch {plan.torch_label}  cuda {plan.cuda or 'none (CPU build)'}  "
          f"archs {plan.arch_list or '-'}  python {plan.python_version}"),
+        *([plan.choice] if plan.choice else []),
         f"MAX_JOBS {plan.jobs}  ({plan.jobs_reason})",
         f"work dir  {plan.work_dir}",
         f"dist      {plan.dist}",

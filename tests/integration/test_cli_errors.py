@@ -18,9 +18,10 @@ pytestmark = pytest.mark.integration
          "torch 2.99.9 is not in the recipes"),
         (["--dry-run"], 2, "no GPU architecture given"),
         (["--cc", "8.6", "--cpu", "--dry-run"], 2, "contradict"),
-        (["--cc", "8.6", "--vision", "0.28.0", "--dry-run"], 4, "does not match torch 2.15.0"),
+        (["--cc", "8.6", "--torch", "2.15.0", "--vision", "0.28.0", "--dry-run"], 4,
+         "is not built for torch 2.15.0"),
         (["--cc", "8.6", "--torch", "2.9.1", "--text", "0.18.0", "--dry-run"], 4,
-         "torchtext ended"),
+         "torchtext has no release for torch 2.9.1"),
         (["--cc", "8.6", "--set", "1BAD=x", "--dry-run"], 2, "valid environment name"),
         (["--cc", "8.6", "--env", "nope"], 2, "invalid choice"),
     ],
@@ -81,8 +82,18 @@ def test_top_level_help_lists_subcommands(cli):
         assert f"  {verb} " in proc.stdout
 
 
-def test_dry_run_reports_what_a_real_run_would_refuse(cli):
+def test_dry_run_of_an_old_gpu_resolves_a_release_that_builds_it(cli):
+    # The README's first reason to build from source: Pascal, dropped by CUDA 13.
     proc = cli("--cc", "6.1", "--dry-run")
     assert proc.returncode == 0, proc.stderr
-    assert "torch 2.15.0+cu132.sm61" in proc.stdout
-    assert "CUDA 13.2 cannot compile compute capability 6.1" in proc.stderr
+    assert "torch 2.14.1+cu126.sm61" in proc.stdout
+    assert "sm_61 needs CUDA ≤ 12.9: building torch 2.14.1 with CUDA 12.6" in proc.stdout
+    assert "warning" not in proc.stderr
+
+
+def test_dry_run_refuses_contradicting_pins_with_a_working_combination(cli):
+    proc = cli("--cc", "6.1", "--torch", "2.15.0", "--dry-run")
+    assert proc.returncode == 4
+    assert "fix: use --torch 2.14.1" in proc.stderr
+    again = cli("--cc", "6.1", "--torch", "2.14.1", "--dry-run")
+    assert again.returncode == 0, again.stderr
