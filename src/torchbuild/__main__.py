@@ -7,13 +7,21 @@ import argparse
 import atexit
 import importlib
 import os
+import signal
 import sys
 import time
 import traceback
 from collections.abc import Mapping, Sequence
 
-from torchbuild import __version__
-from torchbuild.errors import CommandFailed, Interrupted, TorchbuildError, UsageError
+from torchbuild import __version__, command
+from torchbuild.errors import (
+    CommandFailed,
+    Interrupted,
+    Signalled,
+    TorchbuildError,
+    UsageError,
+    interrupted,
+)
 from torchbuild.logger import configure_from_environ, log
 from torchbuild.options import add_build_arguments, resolve
 from torchbuild.pipeline import run_build
@@ -94,30 +102,94 @@ def _untranslated(exc: CommandFailed) -> TorchbuildError:
                            f"fails again, re-run with --debug and report the output{where}")
 
 
+# Set once the first signal is being handled: a second Ctrl-C (or systemd's TERM after our own
+# stop began) must not abort the stopping of the build's process group half-way.
+_STOPPING: list[int] = []
+
+
+def _on_signal(signum: int, _frame: object) -> None:
+    if _STOPPING:
+        return
+    _STOPPING.append(signum)
+    if signum == signal.SIGHUP:
+        _detach_from_dead_terminal()
+    raise Signalled(signum)
+
+
+def _detach_from_dead_terminal() -> None:
+    """After a hang-up, writes to the terminal fail with EIO: the error message, and Python's own
+    flush at exit (which would turn our exit code into 120). Point stdout/stderr at /dev/null
+    then; the step logs in the work dir still have everything."""
+    for fd in (1, 2):
+        try:
+            if os.isatty(fd):
+                os.write(fd, b"\n")
+        except OSError:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, fd)
+            os.close(devnull)
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM (kill, systemd, a batch scheduler) and SIGHUP (the terminal closed) do what Ctrl-C
+    does: stop the running step's process group, leave --dist untouched, exit 128 + signal."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+
+
+def _clean_given(argv: Sequence[str], environ: Mapping[str, str]) -> bool:
+    return "--clean" in argv or environ.get("TORCHBUILD_CLEAN", "").lower() in {"1", "true",
+                                                                               "yes", "on"}
+
+
+def _rerun_advice(err: TorchbuildError, argv: Sequence[str], environ: Mapping[str, str]) -> None:
+    """--clean starts over; repeating it after an interruption would throw away what this run
+    built. The advice to re-run says to drop it."""
+    if err.fix and "re-run the same command" in err.fix and _clean_given(argv, environ):
+        err.fix = err.fix.replace("re-run the same command",
+                                  "re-run the same command without --clean")
+
+
+def _report(err: TorchbuildError) -> None:
+    status = "INTERRUPTED" if isinstance(err, Interrupted) else "FAILED"
+    try:
+        log.error(err.render(), status=status)
+    except OSError:
+        _detach_from_dead_terminal()
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     environ = dict(os.environ if environ is None else environ)
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return _dispatch(argv, environ)
     except KeyboardInterrupt as exc:
-        err: TorchbuildError = Interrupted("stopped by Ctrl-C",
-                                           fix="re-run the same command to continue")
+        err: TorchbuildError = interrupted(exc, "stopped")
         caught: BaseException = exc
     except CommandFailed as exc:
         err, caught = _untranslated(exc), exc
     except TorchbuildError as exc:
         err, caught = exc, exc
+    if isinstance(err, Interrupted):
+        command.stop_all()    # children of worker threads (parallel clones), if any are left
+    _rerun_advice(err, argv, environ)
     if _debug(argv, environ):
         # The exception object, not sys.exc_info(): outside the except block that is empty.
         traceback.print_exception(type(caught), caught, caught.__traceback__)
-    log.error(err.render())
+    _report(err)
     return err.exit_code
 
 
 def entry() -> None:
     atexit.register(_rattler_exit_guard)
+    install_signal_handlers()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    sys.exit(main())
+    code = main()
+    try:
+        sys.stdout.flush()
+    except OSError:
+        _detach_from_dead_terminal()
+    sys.exit(code)
 
 
 if __name__ == "__main__":

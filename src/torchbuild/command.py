@@ -7,7 +7,10 @@
   ``on_line`` observer (progress parsing, failure diagnosis);
 * on failure a :class:`CommandFailed` carries argv, exit code, log path and a digest of the lines
   that look like errors;
-* Ctrl-C stops the child's whole process group and raises :class:`Interrupted`.
+* Ctrl-C, SIGTERM and SIGHUP stop the child's whole process group -- every member, not just the
+  direct child -- and raise :class:`Interrupted` with the signal's exit code (130/143/129);
+* every running child is registered, so ``stop_all`` can stop the ones started by worker threads
+  too (parallel clones), and ``on_spawn`` lets a caller record a step's process group on disk.
 """
 
 from __future__ import annotations
@@ -17,15 +20,25 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
-from torchbuild.errors import CommandFailed, Interrupted, MissingToolError
+from torchbuild.errors import CommandFailed, MissingToolError, interrupted
 
 LineSink = Callable[[str], None]
+T = TypeVar("T")
+R = TypeVar("R")
+
+# Children started by run(), by pid (= their process group: each runs in its own session).
+_RUNNING: dict[int, subprocess.Popen[str]] = {}
+_RUNNING_LOCK = threading.Lock()
 
 # Lines worth showing when a command fails, most specific first. The full log is always on disk.
 _ERROR_LINE = re.compile(
@@ -66,18 +79,102 @@ def error_digest(lines: Sequence[str], limit: int = 12) -> list[str]:
     return list(lines[-limit:])
 
 
-def _stop_group(proc: subprocess.Popen[str]) -> None:
-    """SIGINT the child's process group, then SIGTERM, then SIGKILL: compilers get a clean exit."""
-    for sig, grace in ((signal.SIGINT, 5.0), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+def proc_stat(pid: int) -> tuple[int, int] | None:
+    """(process group, start time in clock ticks since boot) of a live ``pid``, from /proc; None
+    when it is gone or a zombie. The start time tells a recycled pid from the process we knew."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    # Field 2 (comm) may contain spaces and parentheses: split after its closing parenthesis.
+    fields = text[text.rindex(")") + 2:].split()
+    if not fields or fields[0] == "Z":
+        return None
+    return int(fields[2]), int(fields[19])
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_group(pgid: int, *, reap: Callable[[float], bool] | None = None,
+               grace: float = 5.0) -> None:
+    """SIGINT the process group, then SIGTERM, then SIGKILL, until *no member* is left.
+
+    Waiting for the direct child is not enough: ninja's compilers or pip's build backend may
+    outlive it by a second or two, still writing into the build tree. ``reap`` waits for the
+    direct child (ours to reap) up to the given seconds.
+    """
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
         try:
-            os.killpg(proc.pid, sig)
+            os.killpg(pgid, sig)
         except ProcessLookupError:
             return
+        end = time.monotonic() + grace
+        while time.monotonic() < end:
+            if reap is not None:
+                reap(0.05)
+            else:
+                time.sleep(0.05)
+            if not _group_alive(pgid):
+                return
+
+
+def _reaper(proc: subprocess.Popen[str]) -> Callable[[float], bool]:
+    def reap(timeout: float) -> bool:
         try:
-            proc.wait(timeout=grace)
-            return
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            continue
+            return False
+        return True
+    return reap
+
+
+def _stop_group(proc: subprocess.Popen[str]) -> None:
+    stop_group(proc.pid, reap=_reaper(proc))
+
+
+def stop_all() -> None:
+    """Stop every child still running (worker threads' clones included): an interrupted run must
+    leave no process behind."""
+    with _RUNNING_LOCK:
+        procs = list(_RUNNING.values())
+    for proc in procs:
+        _stop_group(proc)
+
+
+def map_parallel(fn: Callable[[T], R], items: Iterable[T], *, workers: int = 4) -> list[R]:
+    """``[fn(x) for x in items]`` on a few threads. On Ctrl-C/SIGTERM the children of every
+    thread are stopped first, so the pool's shutdown does not wait for a clone to finish."""
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        return list(pool.map(fn, items))
+    except BaseException:
+        stop_all()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM/SIGHUP for a few milliseconds of work that must not be cut in half
+    (the renames that publish a build into --dist). Main thread only."""
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def run(
@@ -90,11 +187,13 @@ def run(
     on_line: LineSink | None = None,
     check: bool = True,
     tail_lines: int = 400,
+    on_spawn: Callable[[int], None] | None = None,
 ) -> RunResult:
     """Run ``argv`` to completion, streaming its merged stdout/stderr.
 
     ``env`` is the *complete* environment of the child (callers build it as data); ``None`` means
     inherit ours. The log file is appended to, line-buffered, so a crash still leaves evidence.
+    ``on_spawn(pid)`` is called once the child runs (its pid is its process group id).
     """
     argv = [str(a) for a in argv]
     program = resolve_program(argv[0], env)
@@ -119,7 +218,11 @@ def run(
             # Own process group: Ctrl-C is handled here, and we stop the whole build tree.
             start_new_session=True,
         )
+        with _RUNNING_LOCK:
+            _RUNNING[proc.pid] = proc
         try:
+            if on_spawn is not None:
+                on_spawn(proc.pid)
             assert proc.stdout is not None
             for raw in proc.stdout:
                 line = raw.rstrip("\n")
@@ -131,10 +234,12 @@ def run(
                 if on_line is not None:
                     on_line(line)
             returncode = proc.wait()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             _stop_group(proc)
-            msg = f"stopped `{' '.join(argv)}`"
-            raise Interrupted(msg, fix="re-run the same command to continue") from None
+            raise interrupted(exc, f"stopped `{' '.join(argv)}`") from None
+        finally:
+            with _RUNNING_LOCK:
+                _RUNNING.pop(proc.pid, None)
     finally:
         if log is not None:
             log.close()

@@ -8,6 +8,7 @@ Exit codes are part of the CLI contract (README "Exit codes"): never renumber, o
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -230,10 +231,36 @@ class DependencyCheckError(VerificationError):
 
 
 class Interrupted(TorchbuildError):
-    """Ctrl-C / SIGTERM: the running step was stopped cleanly."""
+    """Ctrl-C / SIGTERM / SIGHUP: the running step was stopped cleanly. Exits 128 + the signal:
+    130 (SIGINT), 143 (SIGTERM), 129 (SIGHUP, a closed terminal)."""
 
     exit_code = 130
     title = "interrupted"
+
+    def __init__(self, message: str, *, fix: str | None = None,
+                 signum: int = signal.SIGINT) -> None:
+        super().__init__(message, fix=fix)
+        self.signum = int(signum)
+        self.exit_code = 128 + self.signum
+
+
+class Signalled(KeyboardInterrupt):
+    """What __main__'s SIGTERM/SIGHUP handler raises: a KeyboardInterrupt, so every place that
+    already stops its child on Ctrl-C does the same for these, carrying which signal it was."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+RERUN_FIX = "re-run the same command to continue: finished steps are skipped"
+
+
+def interrupted(exc: BaseException, what: str) -> Interrupted:
+    """The Interrupted error for a KeyboardInterrupt (Ctrl-C) or a Signalled (SIGTERM/SIGHUP)."""
+    signum = exc.signum if isinstance(exc, Signalled) else signal.SIGINT
+    how = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    return Interrupted(f"{what} ({how})", fix=RERUN_FIX, signum=signum)
 
 
 class CommandFailed(TorchbuildError):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import filelock
 
-from torchbuild.errors import LockTimeoutError
+from torchbuild.errors import LockTimeoutError, PreflightError
 
 DEFAULT_TIMEOUT_S = 10.0
 
@@ -40,29 +40,39 @@ def _write_owner(lock_path: Path, purpose: str) -> None:
     _owner_path(lock_path).write_text(json.dumps(owner), encoding="utf-8")
 
 
-def _acquire(lock_path: Path, purpose: str, timeout: float) -> filelock.FileLock:
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
+BUSY_FIX = "wait for that run to finish (or stop it), or use another --work-dir"
+
+
+def _acquire(lock_path: Path, purpose: str, timeout: float,
+             busy_fix: str = BUSY_FIX) -> filelock.FileLock:
     lock = filelock.FileLock(str(lock_path), is_singleton=False)
     try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
         lock.acquire(timeout=timeout)
-    except filelock.Timeout:
+        _write_owner(lock_path, purpose)
+    except filelock.Timeout:    # a TimeoutError, i.e. an OSError: caught first
         who = _holder(lock_path)
         msg = f"{purpose} is in use by {who}; waited {timeout:.0f} s for {lock_path}"
-        raise LockTimeoutError(
-            msg, fix="wait for that run to finish (or stop it), or use another --work-dir"
-        ) from None
-    _write_owner(lock_path, purpose)
+        raise LockTimeoutError(msg, fix=busy_fix) from None
+    except OSError as exc:
+        # A read-only or full --work-dir / --cache-dir: the first write of a run is its lock.
+        lock.release()
+        msg = (f"cannot write the lock for {purpose} at {lock_path}: "
+               f"{exc.strerror or exc}")
+        raise PreflightError(msg, fix=f"make {lock_path.parent} writable (read-only mount? full "
+                             "disk?), or choose another --work-dir / --cache-dir") from None
     return lock
 
 
 @contextmanager
-def hold(lock_path: Path, *, purpose: str, timeout: float = DEFAULT_TIMEOUT_S) -> Iterator[None]:
+def hold(lock_path: Path, *, purpose: str, timeout: float = DEFAULT_TIMEOUT_S,
+         busy_fix: str = BUSY_FIX) -> Iterator[None]:
     """Hold an exclusive lock on ``lock_path`` for the ``with`` block.
 
     Waits up to ``timeout`` seconds (``-1`` waits forever), then raises LockTimeoutError naming the
     holder. ``purpose`` says what is protected ("mirror pytorch", "work dir /w").
     """
-    lock = _acquire(lock_path, purpose, timeout)
+    lock = _acquire(lock_path, purpose, timeout, busy_fix)
     try:
         yield
     finally:
@@ -84,6 +94,25 @@ def claim(lock_path: Path, *, purpose: str, timeout: float = DEFAULT_TIMEOUT_S) 
     key = lock_path.absolute()
     if key not in _CLAIMED:
         _CLAIMED[key] = _acquire(lock_path, purpose, timeout)
+
+
+@contextmanager
+def claimed(lock_path: Path, *, purpose: str,
+            timeout: float = DEFAULT_TIMEOUT_S) -> Iterator[None]:
+    """``claim`` for the ``with`` block: nested ``claim`` calls are no-ops, and on every way out
+    (error, Ctrl-C, SIGTERM) the lock is released and its owner file removed, so a refused or
+    interrupted run leaves no stale owner behind."""
+    key = lock_path.absolute()
+    if key in _CLAIMED:
+        yield
+        return
+    _CLAIMED[key] = _acquire(lock_path, purpose, timeout)
+    try:
+        yield
+    finally:
+        lock = _CLAIMED.pop(key)
+        _owner_path(lock_path).unlink(missing_ok=True)
+        lock.release()
 
 
 def mirror_lock_path(cache_dir: Path, name: str) -> Path:

@@ -50,11 +50,12 @@ class Logger:
             print(f"::group::{title}", file=self.out, flush=True)
         print(self._c("1", f"==> {title}"), file=self.out, flush=True)
 
-    def step_end(self, *, ok: bool = True, note: str = "") -> float:
+    def step_end(self, *, ok: bool = True, note: str = "", status: str = "FAILED") -> float:
+        """Close the step: "ok", or ``status`` (FAILED, INTERRUPTED) when not ``ok``."""
         if self._step is None:
             return 0.0
         took = time.monotonic() - self._step_started
-        mark = self._c("32", "ok") if ok else self._c("31", "FAILED")
+        mark = self._c("32", "ok") if ok else self._c("31", status)
         extra = f" ({note})" if note else ""
         print(f"    {mark} {self._step} in {took:.1f}s{extra}", file=self.out, flush=True)
         if self.github:
@@ -74,9 +75,9 @@ class Logger:
     def warn(self, message: str) -> None:
         print(self._c("33", f"torchbuild: warning: {message}"), file=self.err, flush=True)
 
-    def error(self, message: str) -> None:
+    def error(self, message: str, *, status: str = "FAILED") -> None:
         if self._step is not None:
-            self.step_end(ok=False)
+            self.step_end(ok=False, status=status)
         print(self._c("31", message), file=self.err, flush=True)
 
     def table(self, rows: list[list[str]], header: list[str]) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from torchbuild import locks
-from torchbuild.build import sources
+from torchbuild.build import orphans, sources
 from torchbuild.build import steps as build
 from torchbuild.cc import arch_list_env
 from torchbuild.env import create as environment
@@ -108,11 +108,17 @@ def run_build(options: Options, *, pins: Mapping[str, str] | None = None) -> int
     log.table(options.summary_rows(), ["option", "value", "from"])
     for warning in plan.warnings:
         log.warn(warning)
-    # One run per work dir: a second one fails in seconds (exit 17) naming the holder.
-    locks.claim(locks.work_dir_lock_path(plan.work_dir), purpose=f"work dir {plan.work_dir}",
-                timeout=5)
     _preflight(plan, options, machine)
     artifacts.check_dist_writable(plan.dist)
+    # One run per work dir: a second one fails in seconds (exit 17) naming the holder. Taken after
+    # the checks, so a refused request leaves no lock owner behind; released on every way out.
+    with locks.claimed(locks.work_dir_lock_path(plan.work_dir),
+                       purpose=f"work dir {plan.work_dir}", timeout=5):
+        orphans.check(plan.work_dir, stop=options.clean)
+        return _build(plan, options, machine)
+
+
+def _build(plan: Plan, options: Options, machine: facts.Facts) -> int:
     log.step(f"sources ({len(plan.sources)} repositories)")
     ctx = sources.GitContext(plan.cache_dir, environment.base_environment(options.environ),
                              plan.git_mirror, plan.offline, plan.logs_dir / "sources.log")

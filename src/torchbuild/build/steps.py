@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from torchbuild import locks
-from torchbuild.build import compiler_cache
+from torchbuild.build import compiler_cache, orphans
 from torchbuild.build.compiler_cache import CacheStats, CompilerCache
 from torchbuild.build.diagnose import explain_failure
 from torchbuild.build.progress import ProgressLine
@@ -174,11 +174,19 @@ def _run_step(step: Step, argv: tuple[str, ...], env: Mapping[str, str], log_pat
               plan: Plan) -> None:
     progress = ProgressLine.for_stream(step.id, log.out, verbosity=log.verbosity,
                                        environ=env)
+    # The step's process group is on disk while it runs: if torchbuild is killed with -9, the next
+    # run finds the compilers still running instead of building under them (orphans.py).
+    def spawned(pid: int) -> None:
+        orphans.record(plan.work_dir, step.id, pid, argv)
+
     try:
-        run(argv, env=env, cwd=step.cwd, log_path=log_path, on_line=progress.feed)
+        run(argv, env=env, cwd=step.cwd, log_path=log_path, on_line=progress.feed,
+            on_spawn=spawned)
     except CommandFailed as exc:
         progress.finish()
         raise step_failed(step, exc, log_path, plan.jobs) from None
+    finally:
+        orphans.forget(plan.work_dir, step.id)
     progress.finish()
 
 
