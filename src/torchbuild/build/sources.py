@@ -11,13 +11,12 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urljoin
 
 from torchbuild import locks
-from torchbuild.command import capture, probe, run
+from torchbuild.command import capture, map_parallel, probe, run
 from torchbuild.errors import CommandFailed, OfflineError, SourceError
 from torchbuild.logger import log
 from torchbuild.plan import SourceSpec, redirect_url
@@ -44,6 +43,9 @@ class GitContext:
     mirror_prefix: str | None
     offline: bool
     log_path: Path | None = None
+    # Mirrors found corrupted and cloned again by this run. Checkouts are hard-linked clones of
+    # their mirror, so they share its damaged pack files and must be verified too.
+    recloned: set[Path] = field(default_factory=set)
 
 
 def mirror_path(cache_dir: Path, url: str) -> Path:
@@ -108,6 +110,22 @@ def _drop_if_corrupt(path: Path, ctx: GitContext) -> None:
         raise OfflineError(msg, fix=OFFLINE_FIX)
     log.warn(f"mirror {path} is corrupted ({problem}); cloning it again")
     shutil.rmtree(path)
+    ctx.recloned.add(path)
+
+
+def _drop_corrupt_checkout(dest: Path, ctx: GitContext) -> None:
+    """A checkout (or a submodule's git dir) that shares a damaged pack with its mirror is removed,
+    so it is cloned again from the fresh mirror. Only run after its mirror was found damaged."""
+    if not dest.exists():
+        return
+    fsck = probe(["git", "-C", str(dest), "fsck", "--connectivity-only", "--no-dangling"],
+                 env=ctx.env, timeout=1800)
+    if fsck is not None and fsck[0] == 0:
+        return
+    lines = (fsck[2] if fsck else "git fsck timed out").strip().splitlines()
+    log.warn(f"checkout {dest} shares the corrupted objects of its mirror "
+             f"({lines[0] if lines else 'git fsck failed'}); cloning it again")
+    shutil.rmtree(dest)
 
 
 def ensure_mirror(url: str, rev: str, ctx: GitContext, *, is_tag: bool) -> Path:
@@ -212,10 +230,13 @@ def update_submodules(repo: Path, parent_url: str, ctx: GitContext,
         if commit is not None:
             subs.append((name, path, _absolute(url, parent_url), commit))
     # Mirrors are independent network operations: fetch them in parallel.
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        mirrors = list(pool.map(lambda s: ensure_mirror(s[2], s[3], ctx, is_tag=False), subs))
+    mirrors = map_parallel(lambda s: ensure_mirror(s[2], s[3], ctx, is_tag=False), subs)
     recorded: dict[str, str] = {}
     for (name, path, url, commit), mirror in zip(subs, mirrors, strict=True):
+        if mirror in ctx.recloned and (repo / ".git" / "modules" / name).exists():
+            _drop_corrupt_checkout(repo / ".git" / "modules" / name, ctx)
+            if not (repo / ".git" / "modules" / name).exists():
+                shutil.rmtree(repo / path, ignore_errors=True)
         _git(["-C", str(repo), "config", f"submodule.{name}.url", str(mirror)], ctx)
         _git(["-C", str(repo), "submodule", "update", "--init", "--force", "--", path], ctx)
         recorded[prefix + path] = commit
@@ -225,6 +246,8 @@ def update_submodules(repo: Path, parent_url: str, ctx: GitContext,
 
 def _checkout_from_mirror(spec: SourceSpec, ctx: GitContext) -> str:
     mirror = ensure_mirror(spec.url, spec.tag, ctx, is_tag=True)
+    if mirror in ctx.recloned:
+        _drop_corrupt_checkout(spec.path, ctx)
     try:
         return _checkout_repo(mirror, spec.path, f"refs/tags/{spec.tag}", ctx)
     except CommandFailed:
@@ -277,8 +300,7 @@ def checkout_all(specs: tuple[SourceSpec, ...], ctx: GitContext) -> dict[str, Ch
             msg = "--offline: not in the mirror cache: " + "; ".join(missing)
             raise OfflineError(msg, fix=OFFLINE_FIX)
     # Top-level repos in parallel too: the first build of a release is dominated by network time.
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        done = list(pool.map(lambda s: checkout(s, ctx), specs))
+    done = map_parallel(lambda s: checkout(s, ctx), specs)
     return {c.name: c for c in done}
 
 
@@ -331,8 +353,7 @@ def mirror_recursive(url: str, rev: str, ctx: GitContext, *,
     subs = [(absolute_url(sub_url, url), sub_commit)
             for sub_url, sub_commit in submodules_at(mirror, commit, ctx.env)]
     # Submodules are independent network operations: fetch them in parallel.
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        nested = list(pool.map(lambda s: mirror_recursive(s[0], s[1], ctx, is_tag=False), subs))
+    nested = map_parallel(lambda s: mirror_recursive(s[0], s[1], ctx, is_tag=False), subs)
     return [Mirrored(url, commit, mirror)] + [m for group in nested for m in group]
 
 

@@ -8,18 +8,22 @@ manifest behind.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import json
 import os
+import secrets
 import shutil
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from torchbuild import __version__
+from torchbuild import __version__, locks
 from torchbuild.build.sources import Checkout
 from torchbuild.build.steps import BuildResult
+from torchbuild.command import proc_stat, signals_deferred
 from torchbuild.env.buildenv import BuildEnv
 from torchbuild.errors import ArtifactError
 from torchbuild.logger import log
@@ -39,19 +43,94 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def check_dist_writable(dist: Path) -> None:
-    """Fail in seconds, before any build, if ``--dist`` cannot receive the wheels."""
+# Publishing is a few renames; a lock held longer than this belongs to a stuck run.
+DIST_LOCK_TIMEOUT_S = 10.0
+DIST_LOCK_NAME = ".torchbuild-dist.lock"
+DIST_BUSY_FIX = ("that process is stuck publishing: stop it, then re-run the same command (the "
+                 "wheels are kept in the work dir and published without rebuilding); or pass "
+                 "another --dist")
+
+
+def _dist_problem(dist: Path, exc: OSError) -> ArtifactError:
+    if dist.exists() and not dist.is_dir():
+        msg = f"--dist {dist} is a file, not a directory"
+        return ArtifactError(msg, fix=f"pass a directory as --dist (e.g. --dist {dist}.d), or "
+                             "move the file away")
+    parent = next((p for p in [dist, *dist.parents] if p.exists()), dist)
+    if not parent.is_dir():
+        msg = f"--dist {dist} cannot be created: {parent} is a file"
+        return ArtifactError(msg, fix="pass a --dist whose parents are directories")
+    if exc.errno == errno.ENOSPC:
+        free = shutil.disk_usage(parent).free / 1e6
+        msg = f"--dist {dist} is on a full disk ({free:.0f} MB free)"
+        return ArtifactError(msg, fix="free space there, or pass another --dist; the built "
+                             "wheels stay in the work dir, and re-running the same command "
+                             "publishes them without rebuilding")
+    msg = f"--dist {dist} is not writable ({exc.strerror or exc})"
+    return ArtifactError(msg, fix="choose another --dist directory, or fix its permissions")
+
+
+def dist_problem(dist: Path) -> ArtifactError | None:
+    """Why ``--dist`` cannot receive the wheels, or None; writes (and removes) one probe file."""
     try:
         dist.mkdir(parents=True, exist_ok=True)
         probe = dist / f"{_STAGING}probe-{os.getpid()}"
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
-        msg = f"--dist {dist} is not writable ({exc.strerror or exc})"
-        raise ArtifactError(msg, fix="choose another --dist directory, or fix its "
-                            "permissions") from None
+        return _dist_problem(dist, exc)
+    return None
+
+
+def dist_problem_readonly(dist: Path) -> ArtifactError | None:
+    """The same verdict without writing anything (``--dry-run``)."""
+    existing = next((p for p in [dist, *dist.parents] if p.exists()), None)
+    if existing is None:
+        return None
+    if not existing.is_dir():
+        return _dist_problem(dist, OSError(errno.ENOTDIR, "Not a directory"))
+    if not os.access(existing, os.W_OK | os.X_OK) or _read_only_mount(existing):
+        return _dist_problem(dist, OSError(errno.EROFS, "not writable"))
+    return None
+
+
+def _read_only_mount(path: Path) -> bool:
+    return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+
+
+def check_dist_writable(dist: Path) -> None:
+    """Fail in seconds, before any build, if ``--dist`` cannot receive the wheels."""
+    problem = dist_problem(dist)
+    if problem is not None:
+        raise problem
+    _remove_dead_staging(dist)
+
+
+def _staging_name() -> str:
+    """Unique per run: host, pid, the pid's start time (a recycled pid is another process)."""
+    stat = proc_stat(os.getpid())
+    ticks = stat[1] if stat else 0
+    return f"{_STAGING}{socket.gethostname()}-{os.getpid()}-{ticks}-{secrets.token_hex(4)}"
+
+
+def _provably_dead(name: str) -> bool:
+    """Is the run that made staging dir ``name`` gone? Only provable for a run on this host."""
+    try:
+        host, pid, ticks, _ = name[len(_STAGING):].rsplit("-", 3)
+        pid_n, ticks_n = int(pid), int(ticks)
+    except ValueError:
+        return False           # not ours to judge (another naming scheme, another tool)
+    if host != socket.gethostname():
+        return False           # a shared dist on NFS: that run may be alive on its own host
+    stat = proc_stat(pid_n)
+    return stat is None or stat[1] != ticks_n
+
+
+def _remove_dead_staging(dist: Path) -> None:
+    """Staging dirs left by runs killed mid-publish; never one of a run still publishing."""
     for stale in dist.glob(f"{_STAGING}*"):
-        shutil.rmtree(stale, ignore_errors=True)   # left by a run that was killed mid-publish
+        if stale.is_dir() and _provably_dead(stale.name):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def options_json(options: Options) -> dict[str, Any]:
@@ -94,21 +173,28 @@ def build_manifest(plan: Plan, options: Options, result: BuildResult, checkouts:
 
 def publish(dist: Path, wheels: Sequence[Path], manifest: Mapping[str, Any],
             extra_files: Sequence[Path] = ()) -> list[Path]:
-    """Copy wheels (+extra files) and write the manifest into ``dist`` atomically."""
+    """Copy wheels (+extra files) and write the manifest into ``dist`` atomically.
+
+    The copies go into this run's own staging dir (slow: GBs); the renames into place are done
+    under the dist lock (fast), so two runs publishing into one dist never interleave their wheels
+    and manifests, and signals wait the few milliseconds the renames take.
+    """
     check_dist_writable(dist)
-    staging = dist / f"{_STAGING}{os.getpid()}"
-    staging.mkdir()
+    staging = dist / _staging_name()
     try:
+        staging.mkdir()
         for path in [*wheels, *extra_files]:
             shutil.copy2(path, staging / path.name)
         (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-        placed = []
         # Wheels first, manifest last: a manifest on disk always describes wheels on disk.
         names = [p.name for p in [*wheels, *extra_files]] + [MANIFEST_NAME]
-        for name in names:
-            os.replace(staging / name, dist / name)
-            placed.append(dist / name)
-        return placed
+        with locks.hold(dist / DIST_LOCK_NAME, purpose=f"publishing into --dist {dist}",
+                        timeout=DIST_LOCK_TIMEOUT_S, busy_fix=DIST_BUSY_FIX), signals_deferred():
+            for name in names:
+                os.replace(staging / name, dist / name)
+        return [dist / name for name in names]
+    except OSError as exc:
+        raise _dist_problem(dist, exc) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
