@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -51,14 +52,20 @@ def _project(name: str, work: Path) -> None:
 
 def make_mirror_root(root: Path, *, torch_versions: tuple[str, ...] = ("2.98.0", "2.99.0"),
                      vision_versions: tuple[str, ...] = ("0.98.0", "0.99.0"),
-                     audio_versions: tuple[str, ...] = ("2.98.0", "2.99.0")) -> dict[str, str]:
-    """Create the bare repos; return {"<repo>@<tag>": commit} for assertions."""
+                     audio_versions: tuple[str, ...] = ("2.98.0", "2.99.0"),
+                     fakedep_bytes: int = 0) -> dict[str, str]:
+    """Create the bare repos; return {"<repo>@<tag>": commit} for assertions.
+
+    ``fakedep_bytes``: an incompressible file of that size in the submodule (a submodule clone
+    that needs real disk space)."""
     scratch = root.parent / (root.name + "-work")
     commits: dict[str, str] = {}
     dep = scratch / "fakedep"
     dep.mkdir(parents=True)
     git("init", "-q", cwd=dep)
     _project("fakedep", dep)
+    if fakedep_bytes:
+        (dep / "blob.bin").write_bytes(os.urandom(fakedep_bytes))
     commits["fakedep"] = _commit_all(dep, "fakedep")
     _publish(dep, root / "pytorch" / "fakedep.git")
 

@@ -20,6 +20,7 @@ from torchbuild.errors import (
     Signalled,
     TorchbuildError,
     UsageError,
+    disk_error,
     interrupted,
 )
 from torchbuild.logger import configure_from_environ, log
@@ -170,6 +171,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         err, caught = _untranslated(exc), exc
     except TorchbuildError as exc:
         err, caught = exc, exc
+    except OSError as exc:
+        # A write no stage expected to fail (a log, a stamp) on a full or read-only disk.
+        err, caught = disk_error(exc), exc
     if isinstance(err, Interrupted):
         command.stop_all()    # children of worker threads (parallel clones), if any are left
     _rerun_advice(err, argv, environ)

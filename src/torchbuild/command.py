@@ -25,10 +25,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TextIO, TypeVar
 
 from torchbuild.errors import CommandFailed, MissingToolError, interrupted
 
@@ -43,7 +43,7 @@ _RUNNING_LOCK = threading.Lock()
 # Lines worth showing when a command fails, most specific first. The full log is always on disk.
 _ERROR_LINE = re.compile(
     r"(error|fatal|FAILED|Killed|not found|No such file|undefined reference|undefined symbol"
-    r"|Traceback|exception|cannot|unsupported|denied)",
+    r"|Traceback|exception|cannot|unsupported|denied|No space left|Errno 28|Disk quota)",
     re.IGNORECASE,
 )
 
@@ -91,6 +91,16 @@ def proc_stat(pid: int) -> tuple[int, int] | None:
     if not fields or fields[0] == "Z":
         return None
     return int(fields[2]), int(fields[19])
+
+
+def free_mb(path: Path) -> float:
+    """Free space (MB) on the disk holding ``path`` or its nearest existing parent."""
+    for candidate in [path, *path.parents]:
+        try:
+            return shutil.disk_usage(candidate).free / 1e6
+        except OSError:
+            continue
+    return 0.0
 
 
 def _group_alive(pgid: int) -> bool:
@@ -177,6 +187,34 @@ def signals_deferred() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
+def _open_log(log_path: Path | None, argv: Sequence[str]) -> TextIO | None:
+    if log_path is None:
+        return None
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(log_path, "a", buffering=1, encoding="utf-8", errors="replace")  # noqa: SIM115
+        log.write(f"+ {' '.join(argv)}\n")
+    except OSError:
+        return None     # a full or read-only disk: run without a log, keep the output tail
+    return log
+
+
+def _log_line(log: TextIO, line: str) -> TextIO | None:
+    """Append a line; on a full disk stop logging (the tail in memory still carries the error)
+    instead of abandoning the child mid-output."""
+    try:
+        log.write(line + "\n")
+    except OSError:
+        _close_log(log)
+        return None
+    return log
+
+
+def _close_log(log: TextIO) -> None:
+    with suppress(OSError):
+        log.close()
+
+
 def run(
     argv: Sequence[str],
     *,
@@ -199,11 +237,7 @@ def run(
     program = resolve_program(argv[0], env)
     tail: deque[str] = deque(maxlen=tail_lines)
     started = time.monotonic()
-    log = None
-    if log_path is not None:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(log_path, "a", buffering=1, encoding="utf-8", errors="replace")  # noqa: SIM115
-        log.write(f"+ {' '.join(argv)}\n")
+    log = _open_log(log_path, argv)
     try:
         proc = subprocess.Popen(
             [program, *argv[1:]],
@@ -228,7 +262,7 @@ def run(
                 line = raw.rstrip("\n")
                 tail.append(line)
                 if log is not None:
-                    log.write(line + "\n")
+                    log = _log_line(log, line)
                 if echo is not None:
                     echo(line)
                 if on_line is not None:
@@ -237,12 +271,15 @@ def run(
         except KeyboardInterrupt as exc:
             _stop_group(proc)
             raise interrupted(exc, f"stopped `{' '.join(argv)}`") from None
+        except BaseException:
+            _stop_group(proc)    # whatever failed here, the child must not run on unwatched
+            raise
         finally:
             with _RUNNING_LOCK:
                 _RUNNING.pop(proc.pid, None)
     finally:
         if log is not None:
-            log.close()
+            _close_log(log)
     result = RunResult(tuple(argv), returncode, time.monotonic() - started, tuple(tail))
     if check and returncode != 0:
         raise CommandFailed(

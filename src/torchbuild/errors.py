@@ -8,6 +8,8 @@ Exit codes are part of the CLI contract (README "Exit codes"): never renumber, o
 
 from __future__ import annotations
 
+import errno
+import re
 import signal
 from collections.abc import Sequence
 from pathlib import Path
@@ -263,6 +265,35 @@ def interrupted(exc: BaseException, what: str) -> Interrupted:
     return Interrupted(f"{what} ({how})", fix=RERUN_FIX, signum=signum)
 
 
+class DiskError(TorchbuildError):
+    """A file torchbuild writes could not be written: a full disk, a read-only mount, a path that
+    is a file. Raised for an OSError no stage turned into its own error (the stages report a
+    full --dist, venv or clone with their own codes)."""
+
+    exit_code = 31
+    title = "disk"
+
+
+# How "no space left" reads in the output of git, pip, compilers and Python (errno 28, ENOSPC).
+DISK_FULL = re.compile(r"No space left on device|\[Errno 28\]|ENOSPC|Disk quota exceeded")
+
+
+def disk_error(exc: OSError) -> DiskError:
+    """The typed, one-paragraph form of an OSError on a file torchbuild writes."""
+    where = exc.filename or "a file"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskError(f"no space left on the disk holding {where}",
+                         fix="free space there (or pass --work-dir / --dist / --cache-dir on a "
+                         "larger disk), then re-run the same command: finished steps are kept")
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return DiskError(f"cannot write {where}: {exc.strerror}",
+                         fix="pass --work-dir / --dist / --cache-dir on a writable disk, or fix "
+                         "the permissions")
+    return DiskError(f"{where}: {exc.strerror or exc}",
+                     fix="check that path (a file where a directory should be? a full or "
+                     "read-only disk?), then re-run the same command")
+
+
 class CommandFailed(TorchbuildError):
     """A subprocess exited non-zero. Stages translate this into their own error class (with a
     fix); ``__main__`` reports one that slipped through as a bug, with exit code 1."""
@@ -284,6 +315,8 @@ class CommandFailed(TorchbuildError):
         self.log_path = log_path
         self.digest = tuple(digest)
         self.cwd = cwd
+        # The command's output said the disk is full: stages say so first, whatever else failed.
+        self.disk_full = any(DISK_FULL.search(line) for line in self.digest)
         where = f"; full log: {log_path}" if log_path else ""
         super().__init__(f"`{' '.join(self.argv)}` exited with {returncode}{where}")
 

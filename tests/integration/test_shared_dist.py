@@ -83,6 +83,13 @@ def test_only_dead_runs_staging_dirs_are_cleaned(mirror_root, tmp_path, build_py
         alive.wait()
 
 
+HOLD_LOCK = """
+import filelock, sys, time
+lock = filelock.FileLock(sys.argv[1]); lock.acquire()
+open(sys.argv[2], 'w').close(); time.sleep(300)
+"""
+
+
 def test_publishing_waits_for_the_dist_lock_then_exits_17(mirror_root, tmp_path, build_python,
                                                            cli):
     root, _ = mirror_root
@@ -90,10 +97,7 @@ def test_publishing_waits_for_the_dist_lock_then_exits_17(mirror_root, tmp_path,
     dist.mkdir()
     (dist / "old.whl").write_text("from an earlier build")
     held = tmp_path / "held"
-    holder = subprocess.Popen([sys.executable, "-c",
-                               "import filelock, sys, time\n"
-                               "lock = filelock.FileLock(sys.argv[1]); lock.acquire()\n"
-                               "open(sys.argv[2], 'w').close(); time.sleep(300)\n",
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK,
                                str(dist / ".torchbuild-dist.lock"), str(held)])
     try:
         while not held.exists():

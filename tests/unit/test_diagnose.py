@@ -301,3 +301,15 @@ def test_caffe2_cuda_error_names_the_toolkit_not_clean() -> None:
     assert [d.fm for d in found] == ["FM-37"]
     assert "CUDA_HOME" in found[0].fix and "--clean" not in found[0].fix
     assert first_errors(_CAFFE2_CUDA_LOG)[0].startswith("CMake Error at")
+
+
+def test_disk_full_outranks_what_came_before_it() -> None:
+    """Issue #14: a full disk was listed after setuptools' deprecation notice, which appears in
+    every setup.py build log before the real failure."""
+    lines = ["running install",
+             "SetuptoolsDeprecationWarning: setup.py install is deprecated.",
+             "error: could not write build/lib/torch/_C.so",
+             "OSError: [Errno 28] No space left on device"]
+    found = diagnose(lines)
+    assert found[0].fm == "FM-27"
+    assert "free disk space" in found[0].fix

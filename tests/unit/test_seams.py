@@ -86,9 +86,11 @@ def _assert_steps_are_the_plan(run: Run) -> None:
         assert {k: call.env[k] for k in {**step.env, **extra}} == {**step.env, **extra}
         assert call.env["PATH"] == base["PATH"] and call.env["PATH"].startswith(
             str(run.tmp / "env" / "bin"))
+    # Besides these, only the (empty) lock that serialises publishing into a shared dist.
     assert sorted(p.name for p in (run.tmp / "dist").iterdir()) == [
-        "torch-0.0.0-py3-none-any.whl", "torchaudio-0.0.0-py3-none-any.whl",
-        "torchbuild-manifest.json", "torchvision-0.0.0-py3-none-any.whl"]
+        ".torchbuild-dist.lock", "torch-0.0.0-py3-none-any.whl",
+        "torchaudio-0.0.0-py3-none-any.whl", "torchbuild-manifest.json",
+        "torchvision-0.0.0-py3-none-any.whl"]
     manifest = json.loads((run.tmp / "dist" / "torchbuild-manifest.json").read_text())
     assert [s["id"] for s in manifest["steps"]] == [s.id for s in run.plan.steps]
 

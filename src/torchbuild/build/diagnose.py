@@ -145,7 +145,7 @@ SIGNATURES: tuple[Signature, ...] = (
          "add /usr/lib/wsl/lib (WSL2) or $CUDA_HOME/lib64/stubs to LIBRARY_PATH; on WSL2 do not "
          "install a Linux NVIDIA driver"),
     _sig("FM-27", "out of disk space",
-         r"No space left on device|Could not write file '/tmp/",
+         r"No space left on device|Could not write file '/tmp/|\[Errno 28\]|Disk quota exceeded",
          "free disk space on the work dir and TMPDIR (nvcc writes large temporaries there); point "
          "TMPDIR at the work dir, or remove old build trees"),
     _sig("FM-32", "CMake too new for this tag",
@@ -177,6 +177,8 @@ SIGNATURES: tuple[Signature, ...] = (
          "install numpy into the build env before building (numpy >= 2 where the tag allows), and "
          "run with the same numpy major"),
 )
+
+_DISK_FULL_FMS = frozenset({"FM-27"})
 
 # A line that reports a real error, as opposed to the command lines and warnings around it.
 _ERROR = re.compile(
@@ -270,6 +272,9 @@ def diagnose(
     if "FM-02" in found:
         found.pop("FM-01", None)
     causes = [d for d in found.values() if not d.benign]
+    # A full disk makes every later error a consequence (a truncated object file, a tool that
+    # could not write its output): it is named first, whatever appeared before it in the log.
+    causes.sort(key=lambda d: d.fm not in _DISK_FULL_FMS)
     return causes or list(found.values())
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import urljoin
 
 from torchbuild import locks
-from torchbuild.command import capture, map_parallel, probe, run
+from torchbuild.command import capture, free_mb, map_parallel, probe, run
 from torchbuild.errors import CommandFailed, OfflineError, SourceError
 from torchbuild.logger import log
 from torchbuild.plan import SourceSpec, redirect_url
@@ -60,7 +60,17 @@ def mirror_path(cache_dir: Path, url: str) -> Path:
 
 
 def _git(args: list[str], ctx: GitContext, cwd: Path | None = None) -> None:
-    run([*_GIT, *args], env=ctx.env, cwd=cwd, log_path=ctx.log_path, echo=log.detail)
+    try:
+        run([*_GIT, *args], env=ctx.env, cwd=cwd, log_path=ctx.log_path, echo=log.detail)
+    except CommandFailed as exc:
+        if not exc.disk_full:
+            raise
+        target = Path(args[args.index("-C") + 1]) if "-C" in args else Path(args[-1])
+        msg = (f"no space left on the disk holding {target} during `git {args[0]}` "
+               f"({free_mb(target):.0f} MB free there now): {' | '.join(exc.digest[-2:])}")
+        raise SourceError(msg, fix="free space there, or pass --work-dir / --cache-dir on a "
+                          "larger disk; then re-run the same command (the mirrors already "
+                          f"fetched are kept; log: {exc.log_path})") from None
 
 
 def _has_commit(repo: Path, rev: str, ctx: GitContext) -> str | None:
@@ -300,7 +310,12 @@ def checkout_all(specs: tuple[SourceSpec, ...], ctx: GitContext) -> dict[str, Ch
             msg = "--offline: not in the mirror cache: " + "; ".join(missing)
             raise OfflineError(msg, fix=OFFLINE_FIX)
     # Top-level repos in parallel too: the first build of a release is dominated by network time.
-    done = map_parallel(lambda s: checkout(s, ctx), specs)
+    try:
+        done = map_parallel(lambda s: checkout(s, ctx), specs)
+    except CommandFailed as exc:
+        msg = f"git failed: {exc.message}: {' | '.join(exc.digest[-3:])}"
+        raise SourceError(msg, fix="see the log; if the checkout is damaged, re-run with "
+                          f"--clean (log: {exc.log_path})") from None
     return {c.name: c for c in done}
 
 

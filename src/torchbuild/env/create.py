@@ -12,7 +12,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from torchbuild.command import run
+from torchbuild.command import free_mb, run
 from torchbuild.env.buildenv import BuildEnv, base_environment, prepend_path, tool_versions
 from torchbuild.env.conda import create_conda_env, install_into_conda
 from torchbuild.env.conda_exe import create_conda_exe_env
@@ -23,6 +23,8 @@ from torchbuild.plan import EnvSpec
 __all__ = ["BuildEnv", "EnvSpec", "base_environment", "create", "install_into", "tool_versions"]
 
 _MARKER = ".torchbuild-env.json"
+# A venv with pip and setuptools takes ~30 MB; less than this free after a failure is the cause.
+VENV_MIN_FREE_MB = 64.0
 
 
 def _cuda_dirs(env: Mapping[str, str], cuda: str | None) -> list[Path]:
@@ -54,7 +56,16 @@ def _create_venv(spec: EnvSpec, base: dict[str, str], offline: bool,
             pip = [str(spec.python), "-m", "pip", "install", *local, *spec.pip_requirements]
             run(pip, env=base, log_path=log_path, echo=log.detail)
     except CommandFailed as exc:
+        # Measured before the half-made env is removed: `python -m venv` hides ensurepip's
+        # ENOSPC behind "returned non-zero exit status 1", so the free space is the evidence.
+        free = free_mb(spec.prefix)
         shutil.rmtree(spec.prefix, ignore_errors=True)
+        if exc.disk_full or free < VENV_MIN_FREE_MB:
+            msg = (f"no space left on the disk holding the venv {spec.prefix} "
+                   f"({free:.0f} MB free when it failed)")
+            raise EnvironmentSetupError(msg, fix="free space on that disk, or pass --work-dir on "
+                                        "a larger one; then re-run the same command (log: "
+                                        f"{exc.log_path})") from None
         if offline:
             msg = f"--offline: the venv's requirements are not available locally ({exc.message})"
             raise OfflineError(msg, fix="run once with network, or use --env existing") from None
