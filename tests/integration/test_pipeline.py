@@ -173,6 +173,6 @@ def test_unwritable_dist(mirror_root, cli, tmp_path):
     args[args.index("--dist") + 1] = str(blocker / "dist")
     proc = cli(*args)
     assert proc.returncode == 15, proc.stderr
-    assert "is not writable" in proc.stderr
+    assert f"{blocker} is a file" in proc.stderr      # the cause, not "fix its permissions"
     assert blocker.read_text() == "x"
     assert not (tmp_path / "work" / "src").exists()      # refused before cloning anything
