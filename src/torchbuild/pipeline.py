@@ -29,6 +29,7 @@ from torchbuild.machine.preflight import knowledge_dir, preflight_for_plan, requ
 from torchbuild.options import Options, require_target
 from torchbuild.plan import Plan, make_plan, pin_commits, render
 from torchbuild.proof import artifacts
+from torchbuild.proof.cmake_audit import audit_configure_step
 from torchbuild.proof.verify import verify_for_plan
 
 
@@ -133,7 +134,7 @@ def _build(plan: Plan, options: Options, machine: facts.Facts) -> int:
                                    cuda_home=machine.cuda_home, conda_exe=options.conda_exe,
                                    refresh=plan.clean)
     log.step_end(ok=True)
-    result = build.execute(plan, build_env)
+    result = build.execute(plan, build_env, audit=audit_configure_step)
     wheels = [result.wheels[c.name] for c in plan.components]
     report = _verify(plan, options, wheels)
     manifest = artifacts.build_manifest(plan, options, result, checkouts, build_env, wheels,

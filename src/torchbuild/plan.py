@@ -24,7 +24,7 @@ from torchbuild.knowledge.conda_specs import MAGMA_PACKAGES, cuda_switches, spec
 from torchbuild.knowledge.configure import configure_only_argv
 from torchbuild.knowledge.jobs import JobsDecision, build_jobs, compiler_env
 from torchbuild.knowledge.labels import companion_version, cuda_tag, version_label
-from torchbuild.knowledge.recipe import RecipeBook, Release
+from torchbuild.knowledge.recipe import Backend, RecipeBook, Release
 from torchbuild.machine.facts import Facts, is_version
 from torchbuild.options import Options
 
@@ -320,6 +320,21 @@ def _step_env(book: RecipeBook, comp: Component, release: Release, values: Mappi
     return env
 
 
+def _configure_step(comp: Component, src: SourceSpec, release: Release, values: dict[str, str],
+                    env: Mapping[str, str], backend: Backend | None) -> Step:
+    """Configure only, then audit CMakeCache.txt before the hours-long compile (#5, #12); the
+    command and the cache location are the backend's (recipe data)."""
+    if backend is None:
+        cmd = configure_only_argv(release.version, values["python"])
+        argv, extra, cache = cmd.argv, dict(cmd.env), "build/CMakeCache.txt"
+    else:
+        argv = tuple(_fill(a, values) for a in backend.configure)
+        extra, cache = dict(backend.configure_env), backend.cmake_cache
+    return Step(f"configure-{comp.name}", "configure", comp.name, argv, src.path,
+                {**env, **extra}, f"configure {comp.dist} and audit the CMake cache",
+                (src.path / cache,))
+
+
 def _component_steps(book: RecipeBook, comp: Component, src: SourceSpec, release: Release,
                      values: dict[str, str], options: Options, cuda: str | None,
                      facts: Facts, wheels_dir: Path, packaged: Mapping[str, str]) -> list[Step]:
@@ -334,12 +349,17 @@ def _component_steps(book: RecipeBook, comp: Component, src: SourceSpec, release
                           tuple(_fill(a, values) for a in deps), src.path, {},
                           f"install {comp.name} {comp.version}'s build requirements"))
     argv = tuple(_fill(a, values) for a in spec.build_argv(release.version, cuda is not None))
+    backend = spec.backend(release.version)
+    if backend is not None:
+        env[backend.version_env] = comp.label
+        if backend.requires:
+            # `--no-build-isolation` installs no PEP 517 backend (ROCm/TheRock#6537).
+            steps.append(Step(f"backend-{comp.name}", "deps", comp.name,
+                              (values["python"], "-m", "pip", "install", *backend.requires),
+                              src.path, {}, f"install {comp.name}'s build backend "
+                              f"{backend.name} ({' '.join(backend.requires)})"))
     if spec.audit:
-        # Configure only, then audit CMakeCache.txt before the hours-long compile (#5).
-        cmd = configure_only_argv(release.version, values["python"])
-        steps.append(Step(f"configure-{comp.name}", "configure", comp.name, cmd.argv, src.path,
-                          {**env, **cmd.env}, f"configure {comp.dist} and audit the CMake "
-                          "cache"))
+        steps.append(_configure_step(comp, src, release, values, env, backend))
     steps.append(Step(f"build-{comp.name}", "build", comp.name, argv, src.path, env,
                       f"build {comp.dist} {comp.label} wheel", (wheels_dir / comp.name,)))
     steps.append(Step(f"install-{comp.name}", "install", comp.name,

@@ -31,22 +31,42 @@ def test_newest_default_plan():
     p = plan_for("--cc", "8.6")
     assert (p.torch_version, p.cuda, p.torch_label) == ("2.15.0", "13.2", "2.15.0+cu132.sm86")
     assert [c.name for c in p.components] == ["torch", "vision", "audio"]
-    assert [s.id for s in p.steps] == ["deps-torch", "configure-torch", "build-torch",
-                                       "install-torch", "build-vision", "install-vision",
-                                       "build-audio", "install-audio"]
-    configure = p.steps[1]
-    assert configure.argv[1:] == ("setup.py", "build") and configure.env["CMAKE_ONLY"] == "1"
-    build = p.steps[2]
+    # 2.15 is a scikit-build-core tree (pytorch/pytorch#180247/#180248): no setup.py.
+    assert [s.id for s in p.steps] == ["deps-torch", "backend-torch", "configure-torch",
+                                       "build-torch", "install-torch", "build-vision",
+                                       "install-vision", "build-audio", "install-audio"]
+    assert p.steps[1].argv[-1] == "scikit-build-core>=1.0"
+    configure = p.steps[2]
+    assert configure.argv[:5] == ("cmake", "-S", ".", "-B", "build")
+    assert not any("setup.py" in a for s in p.steps for a in s.argv)
+    assert configure.outputs == (p.work_dir / "src" / "torch" / "build" / "CMakeCache.txt",)
+    build = p.steps[3]
     assert build.env["TORCH_CUDA_ARCH_LIST"] == "8.6"
     assert build.env["PYTORCH_BUILD_VERSION"] == "2.15.0+cu132.sm86"
     assert build.argv[1:4] == ("-m", "pip", "wheel")
     assert p.work_dir == Path("/home/u/.cache/torchbuild/work/torch-2.15.0-cu132")
-    assert p.steps[4].env["PYTORCH_VERSION"] == "2.15.0+cu132.sm86"
-    assert p.steps[4].env["FORCE_CUDA"] == "1"
+    assert p.steps[5].env["PYTORCH_VERSION"] == "2.15.0+cu132.sm86"
+    assert p.steps[5].env["FORCE_CUDA"] == "1"
     assert build.env["USE_MAGMA"] == "1"                 # libmagma-devel's 13.0 build serves 13.x
     assert build.env["USE_SYSTEM_NCCL"] == "1"           # the env's nccl, not third_party/nccl
     assert not any("MAGMA" in w for w in p.warnings)
     assert "2.15.0+cu132.sm86" in render(p)
+
+
+@pytest.mark.parametrize(("torch", "configure", "extra", "backend_step"), [
+    ("2.6.0", ("setup.py", "build", "--cmake-only"), {}, False),     # real v2.6.0 setup.py
+    ("2.8.0", ("setup.py", "build"), {"CMAKE_ONLY": "1"}, False),
+    ("2.13.0", ("setup.py", "build"), {"CMAKE_ONLY": "1"}, False),
+    ("2.14.0", ("-S", ".", "-B", "build"), {}, True),                 # scikit-build-core
+])
+def test_configure_step_per_backend_era(torch, configure, extra, backend_step):
+    p = plan_for("--cc", "8.6", "--torch", torch)
+    ids = [s.id for s in p.steps]
+    assert ("backend-torch" in ids) == backend_step
+    step = next(s for s in p.steps if s.id == "configure-torch")
+    assert step.argv[1:1 + len(configure)] == configure
+    assert {k: step.env[k] for k in extra} == extra
+    assert step.outputs[0].parts[-2:] == ("build", "CMakeCache.txt")
 
 
 def test_old_release_uses_setup_py_and_text():

@@ -63,8 +63,20 @@ def _run(tmp: Path, monkeypatch: pytest.MonkeyPatch, *argv: str) -> Run:
 
     monkeypatch.setattr(sources, "checkout_all", checkout_all)
     plan, _ = pipeline.prepare(options)
+    _configured(plan)
     rc = pipeline.run_build(options)
     return Run(plan, fake, checked, tmp, rc)
+
+
+def _configured(plan: Plan) -> None:
+    """What the (faked) configure step would leave: a CMake cache with every feature on, which
+    the pipeline's audit then reads (it runs after every configure step)."""
+    cache = next(s.outputs[0] for s in plan.steps if s.kind == "configure")
+    cache.parent.mkdir(parents=True)
+    on = [f"USE_{f}:BOOL=ON" for f in ("CUDA", "CUDNN", "MAGMA", "NCCL", "SYSTEM_NCCL",
+                                       "DISTRIBUTED", "NUMPY", "CUSPARSELT", "CUDSS", "CUFILE")]
+    flags = " ".join(f"-gencode arch=compute_{a.sm[3:]},code={a.sm}" for a in plan.archs)
+    cache.write_text("\n".join([*on, "BLAS:STRING=MKL", f"CMAKE_CUDA_FLAGS:STRING={flags}"]))
 
 
 def _steps_ran(run: Run) -> list[tuple[str, ...]]:
@@ -93,6 +105,9 @@ def _assert_steps_are_the_plan(run: Run) -> None:
         "torchvision-0.0.0-py3-none-any.whl"]
     manifest = json.loads((run.tmp / "dist" / "torchbuild-manifest.json").read_text())
     assert [s["id"] for s in manifest["steps"]] == [s.id for s in run.plan.steps]
+    # The audit ran after the configure step and its report is in the manifest (#12).
+    audit = next(s["audit"] for s in manifest["steps"] if s["id"] == "configure-torch")
+    assert audit["ok"] and audit["checks"] and all(c["ok"] for c in audit["checks"])
 
 
 def test_a_cuda_plan_at_the_execution_boundary(tmp_path: Path,

@@ -11,9 +11,10 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from torchbuild import locks
 from torchbuild.build import compiler_cache, orphans
@@ -23,9 +24,14 @@ from torchbuild.build.progress import ProgressLine
 from torchbuild.build.stamps import Stamps, StampStatus, StepInputs, step_inputs
 from torchbuild.command import probe, run
 from torchbuild.env.buildenv import BuildEnv
-from torchbuild.errors import BuildStepError, CommandFailed
+from torchbuild.errors import BuildStepError, CommandFailed, ConfigureAuditError
 from torchbuild.logger import log
 from torchbuild.plan import Plan, Step
+
+# What runs after a configure step: the CMake cache audit (proof/cmake_audit.py, handed in by the
+# pipeline: the build wing does not import the proof wing). Returns the report as JSON or None;
+# raises ConfigureAuditError (exit 13) on a downgrade.
+Auditor = Callable[[Step, Plan, Path], "dict[str, Any] | None"]
 
 # A second run on the same work dir would interleave two builds in one tree: fail fast, naming it.
 WORK_DIR_LOCK_TIMEOUT_S = 5.0
@@ -41,6 +47,7 @@ class StepRecord:
     status: str = "pending"     # pending | ok | skipped | failed
     log: str = ""
     cache_hit_rate: float | None = None   # compiler cache hits / cacheable compiles of this step
+    audit: dict[str, Any] | None = None   # configure steps: the CMake cache audit (#12)
     note: str = ""              # why it was skipped, continued or cleaned
 
 
@@ -98,6 +105,12 @@ class RunState:
     cache: CompilerCache | None = None
     previous: str = ""
     commits: dict[Path, str] = field(default_factory=dict)
+    audit: Auditor | None = None
+
+    def audit_step(self, step: Step, plan: Plan, log_path: Path) -> dict[str, Any] | None:
+        if step.kind != "configure" or self.audit is None:
+            return None
+        return self.audit(step, plan, log_path)
 
     def commit_of(self, cwd: Path, env: Mapping[str, str]) -> dict[str, str]:
         """The checkout's HEAD (its submodules are pinned by it), as a stamp input."""
@@ -202,6 +215,9 @@ def execute_step(step: Step, index: int, plan: Plan, build_env: BuildEnv,
     log.step(f"[{index}/{len(plan.steps)}] {step.description}")
     status = state.stamps.check(step.id, inputs)
     if _skip(step, record, status, state, result):
+        # The cache is still there: audit it again (cheap), so a later --allow-missing or a
+        # changed request is judged by the same table before anything compiles.
+        record.audit = state.audit_step(step, plan, log_path)
         return record
     log.info(f"log: {log_path}")
     _prepare_tree(step, status, env, log_path, record)
@@ -224,7 +240,15 @@ def execute_step(step: Step, index: int, plan: Plan, build_env: BuildEnv,
         result.wheels[step.component] = collect_wheel(step, tmp, step.outputs[0])
         outputs = [str(result.wheels[step.component])]
         log.info(f"wheel: {result.wheels[step.component].name}")
-    record.status, record.duration_s = "ok", time.monotonic() - started
+    record.duration_s = time.monotonic() - started
+    try:
+        record.audit = state.audit_step(step, plan, log_path)
+    except ConfigureAuditError:
+        # Not stamped done: after the fix (or --allow-missing) the configure runs again.
+        record.status = "audit-failed"
+        result.records.append(record)
+        raise
+    record.status = "ok"
     record.cache_hit_rate = _report_cache(state, env, before)
     state.stamps.mark_done(step.id, inputs, duration_s=record.duration_s, outputs=outputs)
     result.records.append(record)
@@ -283,9 +307,11 @@ def _run_all(plan: Plan, build_env: BuildEnv, state: RunState) -> BuildResult:
     return result
 
 
-def execute(plan: Plan, build_env: BuildEnv) -> BuildResult:
+def execute(plan: Plan, build_env: BuildEnv, *, audit: Auditor | None = None) -> BuildResult:
+    """Run the plan's steps; ``audit`` runs after every configure step (the pipeline passes the
+    CMake cache audit), before anything compiles."""
     plan.logs_dir.mkdir(parents=True, exist_ok=True)
-    state = RunState(Stamps(plan.work_dir / "stamps"))
+    state = RunState(Stamps(plan.work_dir / "stamps"), audit=audit)
     # Kept until the process exits: the sources stage claimed the same lock (a no-op then).
     locks.claim(locks.work_dir_lock_path(plan.work_dir), purpose=f"work dir {plan.work_dir}",
                 timeout=WORK_DIR_LOCK_TIMEOUT_S)

@@ -34,10 +34,15 @@ _RELEASE_KEYS = {
     "min_cmake": str, "max_cmake_exclusive": str, "arch_syntax": str,
 }
 _COMPONENT_KEYS = {"repo": str, "dist": str, "deps": list, "build": list, "env": list,
+                   "backend": list,
                    "audit": bool}
 _RULE_KEYS = {"when": dict, "argv": list, "values": dict}
 _WHEN_KEYS = {"torch": str, "cuda": bool, "machine": str}
 _VENV_RULE_KEYS = {"when": dict, "packages": list}
+_BACKEND_KEYS = {"when": dict, "name": str, "requires": list, "configure": list,
+                 "configure_env": dict, "cmake_cache": str, "flags": str, "version_env": str,
+                 "source": str}
+_FLAG_WAYS = ("env", "cmake-define")
 
 
 def default_recipe_dir() -> Path:
@@ -136,6 +141,25 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class Backend:
+    """A tag's build backend, as recipe data (#12): what it needs installed, how to configure
+    without compiling, where CMake's cache lands, how flags and the version label get in."""
+
+    name: str                              # setuptools | scikit-build-core
+    configure: tuple[str, ...]             # configure-only argv ({python} filled by the plan)
+    cmake_cache: str = "build/CMakeCache.txt"   # relative to the checkout
+    configure_env: Mapping[str, str] = field(default_factory=dict)
+    requires: tuple[str, ...] = ()         # pip requirements of the backend itself
+    flags: str = "env"                     # env: USE_*/BUILD_* variables reach CMake
+    version_env: str = "PYTORCH_BUILD_VERSION"   # the variable the version label travels in
+    source: str = ""                       # where each fact was read
+    torch: SpecifierSet | None = None
+
+    def applies(self, torch_version: str) -> bool:
+        return self.torch is None or Version(torch_version) in self.torch
+
+
+@dataclass(frozen=True)
 class ComponentSpec:
     name: str
     repo: str
@@ -144,6 +168,16 @@ class ComponentSpec:
     build: tuple[Rule, ...] = ()
     env: tuple[Rule, ...] = ()
     audit: bool = False   # configure-only step + CMake cache audit before the compile
+    backends: tuple[Backend, ...] = ()
+
+    def backend(self, torch_version: str) -> Backend | None:
+        """The one backend rule of this tag's era (None: the recipe names none)."""
+        rules = [b for b in self.backends if b.applies(torch_version)]
+        if len(rules) > 1:
+            msg = (f"component {self.name!r}: {len(rules)} backend rules match torch "
+                   f"{torch_version} (at most one may)")
+            raise RecipeError(msg, fix="make the `when` ranges of its [[backend]] rules disjoint")
+        return rules[0] if rules else None
 
     def build_argv(self, torch_version: str, cuda: bool) -> tuple[str, ...]:
         rules = [r for r in self.build if r.applies(torch_version, cuda)]
@@ -223,6 +257,25 @@ def _parse_rule(raw: Any, where: str, keys: Mapping[str, type] = _RULE_KEYS) -> 
                 when.get("machine"), tuple(str(p) for p in raw.get("packages", ())))
 
 
+def _parse_backend(raw: Any, where: str) -> Backend:
+    if not isinstance(raw, dict):
+        msg = f"{where}: each backend rule must be a table"
+        raise RecipeError(msg, fix="use [[components.NAME.backend]] tables")
+    _check_keys(raw, _BACKEND_KEYS, where, required=("name", "configure"))
+    rule = _parse_rule({"when": raw.get("when", {}), "values": raw.get("configure_env", {})},
+                       where)
+    flags = raw.get("flags", "env")
+    if flags not in _FLAG_WAYS:
+        msg = f"{where}.flags: {flags!r} is not one of {', '.join(_FLAG_WAYS)}"
+        raise RecipeError(msg, fix='use flags = "env"')
+    return Backend(name=raw["name"], configure=tuple(str(a) for a in raw["configure"]),
+                   cmake_cache=raw.get("cmake_cache", "build/CMakeCache.txt"),
+                   configure_env=rule.values,
+                   requires=tuple(str(r) for r in raw.get("requires", ())), flags=flags,
+                   version_env=raw.get("version_env", "PYTORCH_BUILD_VERSION"),
+                   source=raw.get("source", ""), torch=rule.torch)
+
+
 def _parse_release(version: str, raw: Any, where: str) -> Release:
     if not isinstance(raw, dict):
         msg = f"{where} must be a table"
@@ -272,6 +325,7 @@ def load_recipes(recipe_dir: Path | None = None) -> RecipeBook:
             build=tuple(_parse_rule(r, f"{where}.build") for r in raw["build"]),
             env=tuple(_parse_rule(r, f"{where}.env") for r in raw.get("env", [])),
             audit=raw.get("audit", False),
+            backends=tuple(_parse_backend(r, f"{where}.backend") for r in raw.get("backend", [])),
         )
     order = tuple(str(n) for n in comp["order"])
     missing = [n for n in order if n not in components]

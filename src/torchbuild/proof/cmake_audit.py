@@ -10,6 +10,7 @@ configure log (the Summary block, the ``Added CUDA NVCC flags for:`` line and th
 
 from __future__ import annotations
 
+import platform
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import Any
 from torchbuild.cc import Arch
 from torchbuild.errors import ConfigureAuditError, UsageError
 from torchbuild.logger import log
+from torchbuild.plan import Plan, Step
 
 FEATURES = ("cuda", "cudnn", "magma", "mkl", "nccl", "distributed", "numpy", "arch",
             "cusparselt", "cudss", "cufile")
@@ -133,10 +135,17 @@ class FeatureCheck:
     allowed: bool  # missing, but the user accepted it with --allow-missing
     found: str  # what CMake says, e.g. "USE_CUDNN=OFF" or "BLAS=Eigen"
     quotes: tuple[str, ...] = ()
+    asked: str = "on"  # what the request said, e.g. "USE_CUDNN=1" or "on (default)"
+
+    @property
+    def evidence(self) -> str:
+        """The configure log's line that explains the state, else the cache entry itself."""
+        return self.quotes[0].strip() if self.quotes else f"CMakeCache.txt: {self.found}"
 
     def to_json(self) -> dict[str, Any]:
         return {"feature": self.name, "ok": self.ok, "allowed_missing": self.allowed,
-                "found": self.found, "cmake_lines": list(self.quotes)}
+                "asked": self.asked, "found": self.found, "evidence": self.evidence,
+                "cmake_lines": list(self.quotes)}
 
 
 @dataclass(frozen=True)
@@ -154,9 +163,10 @@ class AuditReport:
         return [c for c in self.checks if not c.ok and c.allowed]
 
     def rows(self) -> list[list[str]]:
+        """feature | asked | CMake says | evidence (the table the configure step prints)."""
         def state(c: FeatureCheck) -> str:
-            return "ok" if c.ok else ("allowed-missing" if c.allowed else "MISSING")
-        return [[c.name, state(c), c.found] for c in self.checks]
+            return "" if c.ok else (" (allowed missing)" if c.allowed else " MISSING")
+        return [[c.name, c.asked, c.found + state(c), c.evidence[:100]] for c in self.checks]
 
     def to_json(self) -> dict[str, Any]:
         return {"cache": str(self.cache_path), "ok": not self.failures,
@@ -289,14 +299,26 @@ def _normalise_allowed(allow_missing: Collection[str]) -> set[str]:
     return allowed
 
 
+def _asked(name: str, env: Mapping[str, str]) -> str:
+    if name == "mkl":
+        return f"BLAS={env.get('BLAS', 'MKL')}" + ("" if "BLAS" in env else " (default)")
+    if name == "arch":
+        return f"TORCH_CUDA_ARCH_LIST={env.get('TORCH_CUDA_ARCH_LIST', '?')}"
+    var = f"USE_{name.upper()}"
+    return f"{var}={env[var]}" if var in env else "on (default)"
+
+
 def audit_cmake_cache(
     build_dir: Path,
     requested: RequestedFeatures,
     allow_missing: Collection[str],
     *,
     configure_log: Path | None = None,
+    step_env: Mapping[str, str] | None = None,
+    raise_on_failure: bool = True,
 ) -> AuditReport:
-    """Compare the configured build with the request; raise ConfigureAuditError on a downgrade."""
+    """Compare the configured build with the request; raise ConfigureAuditError on a downgrade
+    (``raise_on_failure=False``: return the report, see :func:`audit_error`)."""
     allowed = _normalise_allowed(allow_missing)
     cache_path = build_dir / "CMakeCache.txt"
     if not cache_path.is_file():
@@ -311,14 +333,15 @@ def audit_cmake_cache(
     for name in requested.wanted():
         ok, found = _check(name, requested, cache, summary, lines)
         quotes = () if ok else _quotes(name, lines)
-        checks.append(FeatureCheck(name, ok, (not ok) and name in allowed, found, quotes))
+        checks.append(FeatureCheck(name, ok, (not ok) and name in allowed, found, quotes,
+                                   _asked(name, step_env or {})))
     report = AuditReport(cache_path, tuple(checks), cache)
-    if report.failures:
-        raise _audit_error(report, configure_log)
+    if report.failures and raise_on_failure:
+        raise audit_error(report, configure_log)
     return report
 
 
-def _audit_error(report: AuditReport, configure_log: Path | None) -> ConfigureAuditError:
+def audit_error(report: AuditReport, configure_log: Path | None) -> ConfigureAuditError:
     parts = []
     for check in report.failures:
         text = f"{check.name} was requested but CMake configured {check.found}"
@@ -342,13 +365,30 @@ def audit_torch_configure(
     machine: str,
     allow_missing: Collection[str],
     configure_log: Path | None,
+    cache_path: Path | None = None,
 ) -> AuditReport:
-    """The build stage's call after the configure-only step: audit ``<source_dir>/build``,
-    print the table, warn about accepted downgrades; raises ConfigureAuditError on a failure."""
+    """The build stage's call after every configure-only step: audit ``cache_path`` (the
+    backend's CMake cache; default ``<source_dir>/build/CMakeCache.txt``), print the table,
+    warn about accepted downgrades; then raise ConfigureAuditError (exit 13) on a failure."""
     requested = RequestedFeatures.from_step_env(step_env, cpu=cpu, archs=archs, machine=machine)
-    report = audit_cmake_cache(source_dir / "build", requested, allow_missing,
-                               configure_log=configure_log)
-    log.table(report.rows(), ["feature", "configured", "CMake says"])
+    build_dir = cache_path.parent if cache_path is not None else source_dir / "build"
+    report = audit_cmake_cache(build_dir, requested, allow_missing, configure_log=configure_log,
+                               step_env=step_env, raise_on_failure=False)
+    log.table(report.rows(), ["feature", "asked", "CMake says", "evidence"])
     for check in report.downgrades:
         log.warn(f"{check.name} is off ({check.found}); accepted with --allow-missing")
+    if report.failures:
+        raise audit_error(report, configure_log)
     return report
+
+
+def audit_configure_step(step: Step, plan: Plan, log_path: Path) -> dict[str, Any] | None:
+    """The pipeline's auditor (build/steps.py runs it after every configure step, in every era):
+    the backend's CMake cache (``step.outputs[0]``, recipe data) against the step's request."""
+    if step.kind != "configure" or not step.outputs:
+        return None
+    report = audit_torch_configure(step.cwd, step.env, cpu=plan.cuda is None, archs=plan.archs,
+                                   machine=plan.machine or platform.machine(),
+                                   allow_missing=plan.allow_missing, configure_log=log_path,
+                                   cache_path=step.outputs[0])
+    return report.to_json()
