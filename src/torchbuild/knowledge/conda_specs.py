@@ -6,7 +6,6 @@ Knowledge only: the solve and install live in ``env/conda.py``.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -15,33 +14,20 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from torchbuild.errors import CompatibilityError, RecipeError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:
-    import tomli as tomllib
+from torchbuild.knowledge.datafile import load_toml
 
 __all__ = ["MAGMA_PACKAGES", "RECIPE_FILE", "conda_specs_for", "cuda_switches",
            "load_conda_recipe", "spec_name", "specs_from"]
 
 RECIPE_FILE = "conda.toml"
-SCHEMA_VERSION = 1
 # conda-forge's MAGMA development packages, newest name first (libmagma-feedstock renamed
 # libmagma-dev to libmagma-devel; magma is the legacy single-output feedstock).
 MAGMA_PACKAGES = frozenset({"libmagma-devel", "libmagma-dev", "magma"})
 
 
 def load_conda_recipe(recipe_dir: Path) -> dict[str, Any]:
-    path = recipe_dir / RECIPE_FILE
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        msg = f"cannot read {path}: {exc}"
-        raise RecipeError(msg, fix="restore recipes/conda.toml from torchbuild's sources") from None
-    if data.get("schema_version") != SCHEMA_VERSION:
-        msg = f"{path}: schema_version {data.get('schema_version')!r}, expected {SCHEMA_VERSION}"
-        raise RecipeError(msg, fix="use the conda.toml that ships with this torchbuild version")
-    return data
+    return load_toml(recipe_dir / RECIPE_FILE,
+                     missing_fix="restore recipes/conda.toml from torchbuild's sources")
 
 
 def _torch_entry(recipe: Mapping[str, Any], torch_version: str) -> Mapping[str, Any]:

@@ -25,8 +25,8 @@ from packaging.version import InvalidVersion, Version
 
 from torchbuild.cc import Arch
 from torchbuild.errors import RecipeError, UsageError
+from torchbuild.knowledge.datafile import check_keys, did_you_mean, load_toml
 from torchbuild.knowledge.jobs import extension_jobs
-from torchbuild.knowledge.recipe import _check_keys, _did_you_mean, _load_toml
 
 RECIPE_FILE = "extensions.toml"
 ARCH_STYLES = ("digits", "dotted")
@@ -97,7 +97,7 @@ class ExtensionBook:
         """(recipe, note): the package's own facts, or the generic ones with the reason why."""
         known = self.packages.get(canonicalize_name(name))
         if known is None:
-            near = _did_you_mean(canonicalize_name(name), self.packages)
+            near = did_you_mean(canonicalize_name(name), self.packages)
             return (self.defaults, (f"{name} is not in {self.path.name}{near}: generic settings "
                     "(TORCH_CUDA_ARCH_LIST, MAX_JOBS, FORCE_CUDA=1)"))
         if not known.covers(version):
@@ -154,7 +154,7 @@ def _fixed(raw: Any, where: str) -> FixedArchs:
     if not isinstance(raw, dict):
         msg = f"{where} must be a table"
         raise RecipeError(msg, fix="use [[packages.NAME.fixed_archs]] tables")
-    _check_keys(raw, _FIXED_KEYS, where, required=("archs",))
+    check_keys(raw, _FIXED_KEYS, where, required=("archs",))
     cuda = _spec(raw["cuda"], f"{where}.cuda") if "cuda" in raw else None
     return FixedArchs(_archs(raw["archs"], f"{where}.archs"), cuda)
 
@@ -164,7 +164,7 @@ def _parse_package(name: str, raw: Any, where: str, *, known: bool) -> Extension
         msg = f"{where} must be a table"
         raise RecipeError(msg, fix="use [packages.NAME] tables")
     raw = {k: float(v) if k == "job_gb" and isinstance(v, int) else v for k, v in raw.items()}
-    _check_keys(raw, _PACKAGE_KEYS, where)
+    check_keys(raw, _PACKAGE_KEYS, where)
     style = raw.get("arch_style", "")
     if raw.get("arch_env") and style not in ARCH_STYLES:
         msg = f"{where}: arch_style must be one of {', '.join(ARCH_STYLES)}, not {style!r}"
@@ -191,8 +191,8 @@ def _parse_package(name: str, raw: Any, where: str, *, known: bool) -> Extension
 
 def load_extensions(recipe_dir: Path) -> ExtensionBook:
     path = recipe_dir / RECIPE_FILE
-    data = _load_toml(path)
-    _check_keys(data, {"schema_version": int, "defaults": dict, "packages": dict}, str(path),
+    data = load_toml(path)
+    check_keys(data, {"schema_version": int, "defaults": dict, "packages": dict}, str(path),
                 required=("defaults",))
     defaults = _parse_package("", data["defaults"], f"{path}: defaults", known=False)
     packages = {}

@@ -6,8 +6,6 @@ is an error that names the file, the table and the closest known key ("did you m
 
 from __future__ import annotations
 
-import difflib
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,13 +16,8 @@ from packaging.version import InvalidVersion, Version
 
 from torchbuild.errors import RecipeError
 from torchbuild.knowledge.conda_specs import RECIPE_FILE, load_conda_recipe
+from torchbuild.knowledge.datafile import check_keys, did_you_mean, load_toml
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - 3.10
-    import tomli as tomllib
-
-SCHEMA_VERSION = 1
 COMPONENTS = ("torch", "vision", "audio", "text")
 
 _RELEASE_KEYS = {
@@ -53,43 +46,6 @@ def default_recipe_dir() -> Path:
             return candidate
     msg = "the built-in recipes are missing from this installation"
     raise RecipeError(msg, fix="reinstall torchbuild, or pass --recipe-dir DIR")
-
-
-def _did_you_mean(word: str, known: Any) -> str:
-    close = difflib.get_close_matches(word, sorted(known), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _check_keys(table: Mapping[str, Any], schema: Mapping[str, type], where: str,
-                *, required: tuple[str, ...] = ()) -> None:
-    for key, value in table.items():
-        if key not in schema:
-            msg = f"{where}: unknown key {key!r}{_did_you_mean(key, schema)}"
-            raise RecipeError(msg, fix=f"known keys: {', '.join(sorted(schema))}")
-        want = schema[key]
-        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
-            msg = f"{where}: {key!r} must be a {want.__name__}, not {type(value).__name__}"
-            raise RecipeError(msg, fix="correct the recipe file")
-    for key in required:
-        if key not in table:
-            msg = f"{where}: required key {key!r} is missing"
-            raise RecipeError(msg, fix="add it to the recipe file")
-
-
-def _load_toml(path: Path) -> dict[str, Any]:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        msg = f"recipe file {path} does not exist"
-        raise RecipeError(msg, fix="check --recipe-dir") from None
-    except tomllib.TOMLDecodeError as exc:
-        msg = f"{path} is not valid TOML: {exc}"
-        raise RecipeError(msg, fix="fix the syntax error") from None
-    if data.get("schema_version") != SCHEMA_VERSION:
-        msg = (f"{path}: schema_version {data.get('schema_version')!r} is not supported "
-               f"(this torchbuild reads {SCHEMA_VERSION})")
-        raise RecipeError(msg, fix="use recipes written for this torchbuild version")
-    return data
 
 
 @dataclass(frozen=True)
@@ -228,7 +184,7 @@ class RecipeBook:
         if version in self.releases:
             return self.releases[version]
         known = sorted(self.releases, key=Version)
-        msg = (f"torch {version} is not in the recipes{_did_you_mean(version, known)}; "
+        msg = (f"torch {version} is not in the recipes{did_you_mean(version, known)}; "
                f"supported: {', '.join(known)}")
         raise RecipeError(msg, fix="pick a supported --torch version, or add the release to "
                           f"{self.path / 'releases.toml'}")
@@ -238,9 +194,9 @@ def _parse_rule(raw: Any, where: str, keys: Mapping[str, type] = _RULE_KEYS) -> 
     if not isinstance(raw, dict):
         msg = f"{where}: each rule must be a table"
         raise RecipeError(msg, fix="use [[...]] tables")
-    _check_keys(raw, keys, where)
+    check_keys(raw, keys, where)
     when = raw.get("when", {})
-    _check_keys(when, _WHEN_KEYS, f"{where}.when")
+    check_keys(when, _WHEN_KEYS, f"{where}.when")
     spec = None
     if "torch" in when:
         try:
@@ -280,7 +236,7 @@ def _parse_release(version: str, raw: Any, where: str) -> Release:
     if not isinstance(raw, dict):
         msg = f"{where} must be a table"
         raise RecipeError(msg, fix="use [releases.\"X.Y.Z\"] tables")
-    _check_keys(raw, _RELEASE_KEYS, where, required=("tag",))
+    check_keys(raw, _RELEASE_KEYS, where, required=("tag",))
     try:
         Version(version)
     except InvalidVersion:
@@ -294,8 +250,8 @@ def _parse_release(version: str, raw: Any, where: str) -> Release:
 def load_releases(recipe_dir: Path) -> tuple[str, dict[str, Release]]:
     """(newest, {version: Release}) from ``releases.toml`` alone, validated."""
     rel_path = recipe_dir / "releases.toml"
-    rel = _load_toml(rel_path)
-    _check_keys(rel, {"schema_version": int, "newest": str, "releases": dict}, str(rel_path),
+    rel = load_toml(rel_path)
+    check_keys(rel, {"schema_version": int, "newest": str, "releases": dict}, str(rel_path),
                 required=("newest", "releases"))
     releases = {v: _parse_release(v, r, f"{rel_path}: releases.{v!r}")
                 for v, r in rel["releases"].items()}
@@ -309,16 +265,16 @@ def load_recipes(recipe_dir: Path | None = None) -> RecipeBook:
     base = recipe_dir or default_recipe_dir()
     comp_path = base / "components.toml"
     newest, releases = load_releases(base)
-    comp = _load_toml(comp_path)
-    _check_keys(comp, {"schema_version": int, "order": list, "components": dict},
+    comp = load_toml(comp_path)
+    check_keys(comp, {"schema_version": int, "order": list, "components": dict},
                 str(comp_path), required=("order", "components"))
     components: dict[str, ComponentSpec] = {}
     for name, raw in comp["components"].items():
         where = f"{comp_path}: components.{name}"
         if name not in COMPONENTS:
-            msg = f"{where}: unknown component{_did_you_mean(name, COMPONENTS)}"
+            msg = f"{where}: unknown component{did_you_mean(name, COMPONENTS)}"
             raise RecipeError(msg, fix=f"components are {', '.join(COMPONENTS)}")
-        _check_keys(raw, _COMPONENT_KEYS, where, required=("repo", "dist", "build"))
+        check_keys(raw, _COMPONENT_KEYS, where, required=("repo", "dist", "build"))
         components[name] = ComponentSpec(
             name=name, repo=raw["repo"], dist=raw["dist"],
             deps=tuple(_parse_rule(r, f"{where}.deps") for r in raw.get("deps", [])),
@@ -334,8 +290,8 @@ def load_recipes(recipe_dir: Path | None = None) -> RecipeBook:
         raise RecipeError(msg, fix="fix `order`")
     venv: tuple[Rule, ...] = ()
     if (base / "venv.toml").is_file():
-        raw_venv = _load_toml(base / "venv.toml")
-        _check_keys(raw_venv, {"schema_version": int, "requirements": list},
+        raw_venv = load_toml(base / "venv.toml")
+        check_keys(raw_venv, {"schema_version": int, "requirements": list},
                     str(base / "venv.toml"))
         venv = tuple(_parse_rule(r, f"{base / 'venv.toml'}: requirements", _VENV_RULE_KEYS)
                      for r in raw_venv.get("requirements", []))

@@ -11,7 +11,6 @@ The data files and where each fact comes from: ``recipes/releases.toml`` (per to
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -19,12 +18,8 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from torchbuild.errors import CompatibilityError, PreflightError, RecipeError, TorchbuildError
+from torchbuild.knowledge.datafile import check_keys, load_toml
 from torchbuild.knowledge.recipe import Release, default_recipe_dir, load_releases
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
 
 Level = Literal["ok", "warning", "error"]
 
@@ -180,17 +175,31 @@ class Knowledge:
         return self.cpp_extension.get(minor_of(torch_version))
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as fh:
-            data: dict[str, Any] = tomllib.load(fh)
-            return data
-    except FileNotFoundError:
-        msg = f"{path} is missing"
-        raise RecipeError(msg, fix="reinstall torchbuild or pass --recipe-dir") from None
-    except tomllib.TOMLDecodeError as exc:
-        msg = f"{path}: {exc}"
-        raise RecipeError(msg, fix="fix the TOML syntax at that line") from None
+_CUDA_ROW = {"max_gcc": int, "clang_lt": int, "min_sm": str, "max_sm": str, "sm": list,
+             "sm_a": list, "sm_f": list, "min_driver": str, "verified": bool}
+_SYNTAX_KEYS = {"schema_version": int, "cmake_arch_regex": dict, "cpp_extension": dict}
+_REGEX_ROW = {"regex": str, "torch": str}
+_CPP_EXT_ROW = {"named": list, "nn_from_arch": str, "supported": list}
+
+
+def _read_cuda(path: Path) -> dict[str, Any]:
+    data = load_toml(path, missing_fix="reinstall torchbuild or pass --recipe-dir")
+    check_keys(data, {"schema_version": int, "cuda": dict}, str(path), required=("cuda",))
+    for version, row in data["cuda"].items():
+        check_keys(row, _CUDA_ROW, f"{path}: cuda.{version}", required=("max_gcc", "sm"))
+    cuda: dict[str, Any] = data["cuda"]
+    return cuda
+
+
+def _read_syntax(path: Path) -> dict[str, Any]:
+    data = load_toml(path, missing_fix="reinstall torchbuild or pass --recipe-dir")
+    check_keys(data, _SYNTAX_KEYS, str(path), required=("cmake_arch_regex", "cpp_extension"))
+    for name, row in data["cmake_arch_regex"].items():
+        check_keys(row, _REGEX_ROW, f"{path}: cmake_arch_regex.{name}", required=("regex",))
+    for name, row in data["cpp_extension"].items():
+        check_keys(row, _CPP_EXT_ROW, f"{path}: cpp_extension.{name}",
+                   required=("named", "supported"))
+    return data
 
 
 def _cuda_facts(version: str, row: Mapping[str, Any]) -> CudaFacts:
@@ -203,8 +212,8 @@ def _cuda_facts(version: str, row: Mapping[str, Any]) -> CudaFacts:
 def load_knowledge(recipe_dir: Path | None = None) -> Knowledge:
     """Read cuda.toml, archsyntax.toml and releases.toml (cached per directory)."""
     base = recipe_dir or default_recipe_dir()
-    cuda = _read_toml(base / "cuda.toml")["cuda"]
-    syntax = _read_toml(base / "archsyntax.toml")
+    cuda = _read_cuda(base / "cuda.toml")
+    syntax = _read_syntax(base / "archsyntax.toml")
     # The same validated Release objects the planner uses (recipe.py owns releases.toml).
     releases = load_releases(base)[1] if (base / "releases.toml").exists() else {}
     return Knowledge(
