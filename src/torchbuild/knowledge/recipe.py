@@ -217,7 +217,7 @@ def _parse_backend(raw: Any, where: str) -> Backend:
     if not isinstance(raw, dict):
         msg = f"{where}: each backend rule must be a table"
         raise RecipeError(msg, fix="use [[components.NAME.backend]] tables")
-    _check_keys(raw, _BACKEND_KEYS, where, required=("name", "configure"))
+    check_keys(raw, _BACKEND_KEYS, where, required=("name", "configure"))
     rule = _parse_rule({"when": raw.get("when", {}), "values": raw.get("configure_env", {})},
                        where)
     flags = raw.get("flags", "env")
