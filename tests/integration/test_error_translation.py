@@ -15,8 +15,15 @@ from torchbuild.build import compiler_cache, sources
 from torchbuild.build.steps import clean_tree
 from torchbuild.env import conda
 from torchbuild.env.buildenv import base_environment
-from torchbuild.errors import BuildStepError, CommandFailed, EnvironmentSetupError, SourceError
+from torchbuild.errors import (
+    BuildStepError,
+    CommandFailed,
+    EnvironmentSetupError,
+    SourceError,
+    WheelInstallError,
+)
 from torchbuild.plan import SourceSpec, Step
+from torchbuild.proof import verify
 
 pytestmark = pytest.mark.integration
 UPSTREAM = "https://git.example.invalid/pytorch/pytorch.git"
@@ -89,3 +96,16 @@ def test_an_env_that_cannot_list_its_packages_is_an_environment_error(tmp_path: 
     with pytest.raises(EnvironmentSetupError) as info:
         conda._installed(Path("/bin/false"), ["torch"], {"PATH": "/usr/bin:/bin"})
     assert info.value.exit_code == 8 and "-c pass" in (info.value.fix or "")
+
+
+def test_a_mirror_that_cannot_resolve_a_tag_is_a_source_error(tmp_path: Path) -> None:
+    (tmp_path / "empty.git").mkdir()
+    with pytest.raises(SourceError, match="cannot resolve refs/tags/v1") as info:
+        sources._resolve(tmp_path / "empty.git", "refs/tags/v1", {"PATH": "/usr/bin:/bin"})
+    assert info.value.fix and f"delete {tmp_path / 'empty.git'}" in info.value.fix
+
+
+def test_a_base_python_that_does_not_run_is_a_wheel_install_error(tmp_path: Path) -> None:
+    with pytest.raises(WheelInstallError) as info:
+        verify._site_dirs(Path("/bin/false"), {"PATH": "/usr/bin:/bin"})
+    assert info.value.exit_code == 20 and "-I -c pass" in (info.value.fix or "")

@@ -331,8 +331,12 @@ class Mirrored:
 
 
 def _resolve(mirror: Path, rev: str, env: Mapping[str, str]) -> str:
-    return capture(["git", "-C", str(mirror), "rev-parse", "--verify", f"{rev}^{{commit}}"],
-                   env=env)
+    try:
+        return capture(["git", "-C", str(mirror), "rev-parse", "--verify", f"{rev}^{{commit}}"],
+                       env=env)
+    except CommandFailed as exc:
+        msg = f"the mirror {mirror} cannot resolve {rev}: {' | '.join(exc.digest[-3:])}"
+        raise SourceError(msg, fix=f"delete {mirror} and re-run the same command") from None
 
 
 def submodules_at(mirror: Path, commit: str, env: Mapping[str, str]) -> list[tuple[str, str]]:
@@ -360,11 +364,7 @@ def mirror_recursive(url: str, rev: str, ctx: GitContext, *,
                      is_tag: bool) -> list[Mirrored]:
     """Mirror ``url`` so it has ``rev``, then every submodule it pins, recursively."""
     mirror = ensure_mirror(url, rev, ctx, is_tag=is_tag)
-    try:
-        commit = _resolve(mirror, f"refs/tags/{rev}" if is_tag else rev, ctx.env)
-    except CommandFailed as exc:
-        msg = f"the mirror {mirror} of {url} cannot resolve {rev}: {' | '.join(exc.digest[-3:])}"
-        raise SourceError(msg, fix=f"delete {mirror} and re-run the same command") from None
+    commit = _resolve(mirror, f"refs/tags/{rev}" if is_tag else rev, ctx.env)
     subs = [(absolute_url(sub_url, url), sub_commit)
             for sub_url, sub_commit in submodules_at(mirror, commit, ctx.env)]
     # Submodules are independent network operations: fetch them in parallel.

@@ -155,7 +155,12 @@ def clean_env(environ: Mapping[str, str]) -> dict[str, str]:
 def _site_dirs(python: Path, env: Mapping[str, str]) -> list[str]:
     code = ("import json, sys; print(json.dumps([p for p in sys.path "
             "if p.endswith(('site-packages', 'dist-packages'))]))")
-    return list(json.loads(capture([str(python), "-I", "-c", code], env=env)))
+    try:
+        return list(json.loads(capture([str(python), "-I", "-c", code], env=env)))
+    except CommandFailed as exc:
+        msg = f"{python} does not run: {'; '.join(exc.digest) or exc.message}"
+        raise WheelInstallError(msg, fix=f"check that `{python} -I -c pass` works (a broken "
+                                "base env: re-create it, or pass another one)") from None
 
 
 def make_throwaway_env(base_python: Path, wheels: Sequence[Path], env_dir: Path,
