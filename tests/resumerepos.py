@@ -46,8 +46,11 @@ def _ninja(units: int, delay: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _project(work: Path, dist: str, pkg: str, version_var: str, units: int, delay: str) -> None:
+def _project(work: Path, dist: str, pkg: str, version_var: str, units: int, delay: str,
+             requirements: str = "") -> None:
     (work / "src").mkdir(parents=True)
+    if requirements:
+        (work / "requirements.txt").write_text(requirements)
     for i in range(units):
         (work / "src" / f"u{i}.cpp").write_text(
             "#include <map>\n#include <string>\n"
@@ -61,11 +64,11 @@ def _project(work: Path, dist: str, pkg: str, version_var: str, units: int, dela
 
 
 def make_resume_server(root: Path, *, units: int = UNITS, delay: str = "0.6",
-                       vision_include: str = "") -> dict[str, str]:
+                       vision_include: str = "", requirements: str = "") -> dict[str, str]:
     """Bare repos ``pytorch.git`` (tag v2.99.0, with a submodule) and ``vision.git`` (v0.99.0).
 
     ``vision_include`` is #included by vision's first unit (a missing header makes it fail the way
-    a real build does)."""
+    a real build does); ``requirements`` becomes torch's requirements.txt."""
     scratch = root.parent / (root.name + "-work")
     commits: dict[str, str] = {}
     dep = scratch / "fakedep"
@@ -80,7 +83,8 @@ def make_resume_server(root: Path, *, units: int = UNITS, delay: str = "0.6",
         work = scratch / name
         work.mkdir()
         git("init", "-q", cwd=work)
-        _project(work, dist, pkg, var, n, delay if name == "pytorch" else "0")
+        _project(work, dist, pkg, var, n, delay if name == "pytorch" else "0",
+                 requirements if name == "pytorch" else "")
         if name == "vision" and vision_include:
             unit = work / "src" / "u0.cpp"
             unit.write_text(f"#include <{vision_include}>\n" + unit.read_text())
@@ -129,11 +133,22 @@ python_max = "3.14"
 '''
 
 
-def write_recipes(dest: Path, *, vision_flag: str | None = None) -> Path:
-    """A recipe dir for the resume repos; ``vision_flag`` adds ``VISION_FLAG`` to vision's env."""
+DEPS = '''
+[[components.torch.deps]]
+argv = ["{python}", "-m", "pip", "install", "-r", "requirements.txt"]
+'''
+
+
+def write_recipes(dest: Path, *, vision_flag: str | None = None, deps: bool = False) -> Path:
+    """A recipe dir for the resume repos; ``vision_flag`` adds ``VISION_FLAG`` to vision's env;
+    ``deps`` gives torch a deps step installing its requirements.txt (from the index pip is
+    configured with)."""
     dest.mkdir(parents=True, exist_ok=True)
     extra = f', VISION_FLAG = "{vision_flag}"' if vision_flag is not None else ""
-    (dest / "components.toml").write_text(COMPONENTS.replace("VISION_EXTRA", extra))
+    components = COMPONENTS.replace("VISION_EXTRA", extra)
+    if deps:
+        components = components.replace('dist = "torch"\n', 'dist = "torch"\n' + DEPS, 1)
+    (dest / "components.toml").write_text(components)
     (dest / "releases.toml").write_text(RELEASES)
     return dest
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from torchbuild import locks
-from torchbuild.build import orphans, sources
+from torchbuild.build import deps, orphans, sources
 from torchbuild.build import steps as build
 from torchbuild.cc import arch_list_env
 from torchbuild.env import create as environment
@@ -27,7 +27,7 @@ from torchbuild.machine import facts
 from torchbuild.machine.gpu import detect_archs
 from torchbuild.machine.preflight import knowledge_dir, preflight_for_plan, request_problems
 from torchbuild.options import Options, require_target
-from torchbuild.plan import Plan, make_plan, pin_commits, render
+from torchbuild.plan import Plan, make_plan, pin_commits, pin_deps, render
 from torchbuild.proof import artifacts
 from torchbuild.proof.cmake_audit import audit_configure_step
 from torchbuild.proof.verify import verify_for_plan
@@ -91,13 +91,17 @@ def _verify(plan: Plan, options: Options, wheels: list[Path]) -> dict[str, Any] 
     return verify_for_plan(plan, options, wheels)
 
 
-def run_build(options: Options, *, pins: Mapping[str, str] | None = None) -> int:
-    """Build. ``pins`` ({component: commit}) makes the sources exact (replay of a manifest)."""
+def run_build(options: Options, *, pins: Mapping[str, str] | None = None,
+              deps_pins: Mapping[str, Sequence[deps.Installed]] | None = None) -> int:
+    """Build. ``pins`` ({component: commit}) makes the sources exact, ``deps_pins`` the build
+    requirements (replay of a manifest)."""
     plan, machine, options = prepare_resolved(options)
     if plan.choice and not options.dry_run:   # the dry-run's own output shows it
         log.info(plan.choice)
     if pins:
         plan = pin_commits(plan, pins)
+    if deps_pins:
+        plan = pin_deps(plan, deps_pins)
     if options.dry_run:
         print(json.dumps(plan.to_json(), indent=2) if options.json else render(plan))
         # The request-level checks cost nothing: say now what a real run would refuse.
@@ -116,15 +120,23 @@ def run_build(options: Options, *, pins: Mapping[str, str] | None = None) -> int
     with locks.claimed(locks.work_dir_lock_path(plan.work_dir),
                        purpose=f"work dir {plan.work_dir}", timeout=5):
         orphans.check(plan.work_dir, stop=options.clean)
-        return _build(plan, options, machine)
+        return _build(plan, options, machine, deps_pins)
 
 
-def _build(plan: Plan, options: Options, machine: facts.Facts) -> int:
+def _build(plan: Plan, options: Options, machine: facts.Facts,
+           deps_pins: Mapping[str, Sequence[deps.Installed]] | None = None) -> int:
     log.step(f"sources ({len(plan.sources)} repositories)")
     ctx = sources.GitContext(plan.cache_dir, environment.base_environment(options.environ),
                              plan.git_mirror, plan.offline, plan.logs_dir / "sources.log")
     plan.logs_dir.mkdir(parents=True, exist_ok=True)
     checkouts = sources.checkout_all(plan.sources, ctx)
+    if plan.offline:
+        plan, offline_warnings = deps.for_offline(plan)
+        for warning in offline_warnings:
+            log.warn(warning)
+    deps.report_file(plan.work_dir, "-").parent.mkdir(parents=True, exist_ok=True)
+    if deps_pins:
+        deps.write_replay(plan.work_dir, deps_pins)
     for c in checkouts.values():
         log.info(f"{c.name} {c.tag} @ {c.commit[:12]} ({len(c.submodules)} submodules)")
     log.step(f"build environment ({plan.environment.backend})")

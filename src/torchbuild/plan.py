@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from packaging.version import Version
 from torchbuild import __version__
 from torchbuild.cc import Arch, arch_list_env
 from torchbuild.errors import CompatibilityError, UsageError
+from torchbuild.knowledge import wheelhouse as build_deps
 from torchbuild.knowledge.conda_specs import MAGMA_PACKAGES, cuda_switches, spec_name, specs_from
 from torchbuild.knowledge.configure import configure_only_argv
 from torchbuild.knowledge.jobs import JobsDecision, build_jobs, compiler_env
@@ -335,6 +336,12 @@ def _configure_step(comp: Component, src: SourceSpec, release: Release, values: 
                 (src.path / cache,))
 
 
+def _deps_argv(argv: tuple[str, ...], comp: Component, work_dir: Path) -> tuple[str, ...]:
+    """The tag's own deps command, with pip's installation report written for the manifest
+    (``--offline`` and replay swap in a hash-pinned install: build/deps.py, pin_deps)."""
+    return (*argv, "--report", str(build_deps.report_file(work_dir, comp.name)))
+
+
 def _component_steps(book: RecipeBook, comp: Component, src: SourceSpec, release: Release,
                      values: dict[str, str], options: Options, cuda: str | None,
                      facts: Facts, wheels_dir: Path, packaged: Mapping[str, str]) -> list[Step]:
@@ -345,8 +352,8 @@ def _component_steps(book: RecipeBook, comp: Component, src: SourceSpec, release
     steps = []
     deps = spec.deps_argv(release.version, cuda is not None)
     if deps:
-        steps.append(Step(f"deps-{comp.name}", "deps", comp.name,
-                          tuple(_fill(a, values) for a in deps), src.path, {},
+        argv = _deps_argv(tuple(_fill(a, values) for a in deps), comp, wheels_dir.parent)
+        steps.append(Step(f"deps-{comp.name}", "deps", comp.name, argv, src.path, {},
                           f"install {comp.name} {comp.version}'s build requirements"))
     argv = tuple(_fill(a, values) for a in spec.build_argv(release.version, cuda is not None))
     backend = spec.backend(release.version)
@@ -430,6 +437,25 @@ def make_plan(book: RecipeBook, options: Options, facts: Facts) -> Plan:
         allow_missing=options.allow_missing, git_mirror=options.git_mirror,
         machine=facts.machine,
     )
+
+
+def pin_deps(plan: Plan, recorded: Mapping[str, Sequence[object]]) -> Plan:
+    """The same plan with each deps step reinstalling exactly the recorded files (replay):
+    ``--require-hashes --no-deps -r <work>/deps/<component>.replay.txt``, which
+    ``build_deps.write_replay`` writes from the manifest."""
+    steps = []
+    for st in plan.steps:
+        if st.id == f"deps-{st.component}" and recorded.get(st.component):
+            comp = next(c for c in plan.components if c.name == st.component)
+            local = (("--no-index", "--find-links",
+                      str(build_deps.wheelhouse(plan.cache_dir, comp.name, comp.tag)))
+                     if plan.offline else ())
+            st = replace(st, argv=(
+                st.argv[0], "-m", "pip", "install", *local, "--require-hashes", "--no-deps",
+                "-r", str(build_deps.replay_file(plan.work_dir, st.component)),
+                "--report", str(build_deps.report_file(plan.work_dir, st.component))))
+        steps.append(st)
+    return replace(plan, steps=tuple(steps))
 
 
 def pin_commits(plan: Plan, commits: Mapping[str, str]) -> Plan:

@@ -2,7 +2,10 @@
 
 Mirrors every repository the same build would clone, with all submodules recursively, at the
 commits the tags pin; for the venv backend also downloads the build env's pip packages into
-``<cache>/pip``. Copy the cache dir to an air-gapped machine and build there with ``--offline``.
+``<cache>/pip``; and for every deps step the tag's own build requirements (its requirements.txt
+or dependency group, read from the mirror) into ``<cache>/wheelhouse/<component>-<tag>/`` with a
+hash-pinned requirements file next to it. Copy the cache dir to an air-gapped machine and build
+there with ``--offline``.
 
 Submodules are found without a checkout: ``.gitmodules`` and the gitlinks are read straight from
 the bare mirror at the pinned commit, so fetching pytorch does not write a 1 GB work tree.
@@ -11,18 +14,21 @@ the bare mirror at the pinned commit, so fetching pytorch does not write a 1 GB 
 from __future__ import annotations
 
 import argparse
+import shutil
+import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from torchbuild.build import sources
+from torchbuild.build import deps, sources
 from torchbuild.build.sources import Mirrored, mirror_recursive
-from torchbuild.command import run
+from torchbuild.command import probe, run
 from torchbuild.env.buildenv import base_environment
-from torchbuild.errors import CommandFailed, EnvironmentSetupError
+from torchbuild.errors import CommandFailed, EnvironmentSetupError, SourceError
 from torchbuild.logger import log
 from torchbuild.options import add_build_arguments, resolve
 from torchbuild.pipeline import prepare
-from torchbuild.plan import EnvSpec, Plan
+from torchbuild.plan import EnvSpec, Plan, Step
 
 
 def pip_cache(cache_dir: Path) -> Path:
@@ -48,6 +54,51 @@ def download_pip(spec: EnvSpec, cache_dir: Path, environ: Mapping[str, str],
     return sum(1 for _ in dest.iterdir())
 
 
+def _pip_runner(plan: Plan) -> list[str]:
+    """The interpreter whose pip downloads the build requirements: the build env's own where it
+    exists already, else this one, told the build env's Python version."""
+    env = plan.environment
+    if env.backend == "existing":
+        return [str(env.python)]
+    if env.backend == "venv":
+        return [env.base_python or sys.executable]
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    wanted = ".".join(plan.python_version.split(".")[:2])
+    return [sys.executable] if here == wanted else \
+        [sys.executable, "--python-version", wanted, "--only-binary=:all:"]
+
+
+def download_deps(plan: Plan, step: Step, mirror: Mirrored, environ: Mapping[str, str],
+                  log_path: Path) -> int:
+    """``pip download`` what ``step`` installs, at the mirrored tag; write its hash lock."""
+    comp = next(c for c in plan.components if c.name == step.component)
+    dest = deps.wheelhouse(plan.cache_dir, comp.name, comp.tag)
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    base = base_environment(environ)   # keeps the user's PIP_INDEX_URL / PIP_FIND_LINKS
+
+    def read(rel: str) -> str:
+        got = probe(["git", "-C", str(mirror.path), "show", f"{mirror.commit}:{rel}"], env=base)
+        if got is None or got[0] != 0:
+            msg = f"{comp.name} {comp.tag} has no {rel}, which its deps step installs from"
+            raise SourceError(msg, fix="check the recipe's deps argv for this release")
+        return got[1]
+
+    install_at = step.argv.index("install") + 1
+    runner = _pip_runner(plan)
+    with tempfile.TemporaryDirectory(prefix="torchbuild-deps-") as scratch:
+        args = deps.download_args(step.argv[install_at:], read, Path(scratch))
+        try:
+            run([runner[0], "-m", "pip", "download", "--dest", str(dest), *runner[1:], *args],
+                env=base, cwd=Path(scratch), log_path=log_path, echo=log.detail)
+        except CommandFailed as exc:
+            msg = (f"could not download {comp.name} {comp.tag}'s build requirements: "
+                   f"{' | '.join(exc.digest[-3:])}")
+            raise EnvironmentSetupError(msg, fix="check the network / PIP_INDEX_URL; log: "
+                                        f"{log_path}") from None
+    return deps.lock_file(dest, deps.wheelhouse_lock(plan.cache_dir, comp.name, comp.tag))
+
+
 def fetch(plan: Plan, environ: Mapping[str, str], mirror_prefix: str | None) -> list[Mirrored]:
     plan.logs_dir.mkdir(parents=True, exist_ok=True)
     ctx = sources.GitContext(plan.cache_dir, base_environment(environ), mirror_prefix, False,
@@ -58,6 +109,14 @@ def fetch(plan: Plan, environ: Mapping[str, str], mirror_prefix: str | None) -> 
         found = mirror_recursive(spec.url, spec.tag, ctx, is_tag=True)
         log.info(f"{spec.name}: {found[0].commit[:12]}, {len(found) - 1} submodule mirrors")
         mirrored += found
+        for step in (s for s in plan.steps if s.id == f"deps-{spec.name}"):
+            log.step(f"download {spec.name} {spec.tag}'s build requirements")
+            try:
+                count = download_deps(plan, step, found[0], environ, plan.logs_dir / "fetch.log")
+            except SourceError as exc:   # the build's deps step would fail the same way
+                log.warn(f"{exc.message}: nothing to download")
+                continue
+            log.info(f"{count} files in {deps.wheelhouse(plan.cache_dir, spec.name, spec.tag)}")
     if plan.environment.backend == "venv":
         log.step("download the build env's pip packages")
         count = download_pip(plan.environment, plan.cache_dir, environ,

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from torchbuild import __version__
+from torchbuild.build.deps import recorded_from_manifest
 from torchbuild.env.buildenv import base_environment, tool_versions
 from torchbuild.errors import IntegrityError, UsageError
 from torchbuild.logger import log
@@ -299,15 +300,12 @@ def main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                              "inputs match")
     if args.dry_run:
         return 0
-    rc = _run_pinned(options, {s.name: s.commit for s in plan.sources if s.commit})
+    rc = run_build(options, pins={s.name: s.commit for s in plan.sources if s.commit},
+                   deps_pins=recorded_from_manifest(manifest))
     reasons = compare_wheel_dirs(manifest.get("wheels", []), _recorded_dist(manifest_path),
                                  plan.dist)
     _report_outcome(reasons)
     return rc
-
-
-def _run_pinned(options: Options, pins: Mapping[str, str]) -> int:
-    return run_build(options, pins=pins)
 
 
 def _recorded_dist(manifest_path: Path) -> Path:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from torchbuild import __version__, locks
+from torchbuild.build import deps
 from torchbuild.build.sources import Checkout
 from torchbuild.build.steps import BuildResult
 from torchbuild.command import proc_stat, signals_deferred
@@ -163,6 +164,9 @@ def build_manifest(plan: Plan, options: Options, result: BuildResult, checkouts:
                         "pip_requirements": list(plan.environment.pip_requirements),
                         "conda_specs": list(plan.environment.conda_specs)},
         "toolchain": dict(build_env.tools),
+        # What each deps step installed: name, version, file, sha256 (pip's --report).
+        "deps": deps.manifest_section(plan.work_dir, [s.component for s in plan.steps
+                                                      if deps.is_requirements_step(s)]),
         "steps": [asdict(r) for r in result.records],
         "wheels": [{"file": w.name, "sha256": sha256_file(w), "size": w.stat().st_size}
                    for w in wheels],
