@@ -12,6 +12,7 @@ import importlib.util
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 
@@ -51,10 +52,15 @@ def _targets(node: ast.Import | ast.ImportFrom, module: str, path: Path,
         yield full if full in known else base
 
 
+@cache
+def _parsed(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"))
+
+
 def imports(module: str, known: dict[str, Path]) -> list[Import]:
     """Every import of ``module``; those under ``if TYPE_CHECKING:`` are left out."""
     path = known[module]
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+    tree = _parsed(path)
     out: list[Import] = []
 
     def walk(node: ast.AST, top: bool) -> None:

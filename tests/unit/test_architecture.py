@@ -9,6 +9,7 @@ from importgraph import cycles, graph, imports, late_imports, modules
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 MODULES = modules(SRC)
+GRAPH = graph(MODULES)
 
 
 def _importers(prefix: str) -> list[str]:
@@ -18,13 +19,13 @@ def _importers(prefix: str) -> list[str]:
 
 def test_the_ast_pass_sees_the_package() -> None:
     assert {"torchbuild.pipeline", "torchbuild.command", "torchbuild.options"} <= set(MODULES)
-    assert "torchbuild.plan" in graph(MODULES)["torchbuild.pipeline"]
+    assert "torchbuild.plan" in GRAPH["torchbuild.pipeline"]
     # and it would see a cycle
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
 def test_no_import_cycles_between_modules() -> None:
-    assert cycles(graph(MODULES)) == []
+    assert cycles(GRAPH) == []
     assert cycles(graph(MODULES, late=True)) == []   # none dodged by a late import either
 
 
@@ -66,6 +67,6 @@ def _wing(module: str) -> str:
 def test_every_wing_imports_only_downward() -> None:
     assert {_wing(m) for m in MODULES} <= set(RANK), "give a new module or wing its rank"
     upward = [f"{m} ({_wing(m)}) imports {t} ({_wing(t)})"
-              for m, targets in graph(MODULES).items() for t in targets
+              for m, targets in GRAPH.items() for t in targets
               if _wing(m) != _wing(t) and RANK[_wing(m)] <= RANK[_wing(t)]]
     assert upward == []
