@@ -256,3 +256,13 @@ def test_memory_floor_and_jobs_reasoning() -> None:
     assert "MAX_JOBS=1" in found["jobs"].message
     cpu = {f.check: f for f in resource_findings(_req("/home/me/tb", cpu=True), low)}
     assert "memory" not in cpu  # 10 GB is enough for a CPU build
+
+
+def test_find_toolkits_does_not_probe_the_known_toolkit_again(monkeypatch) -> None:
+    known = probes.Toolkit("/opt/cuda-x/bin/nvcc", "12.6", Path("/opt/cuda-x"), (), 13, None)
+    probed: list[str] = []
+    monkeypatch.setattr(probes, "find_nvcc", lambda _env: probed.append("find_nvcc"))
+    monkeypatch.setattr(probes, "probe_toolkit", lambda nvcc, _env: probed.append(nvcc))
+    found = probes.find_toolkits({}, known=known)
+    assert found[0] is known
+    assert "find_nvcc" not in probed and known.nvcc not in probed

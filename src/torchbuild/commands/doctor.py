@@ -109,9 +109,9 @@ def collect(environ: Mapping[str, str], *, work_dir: Path,
             recipe_dir: Path | None = None) -> dict[str, Any]:
     """Probe everything once; the JSON report (``render`` prints it for humans)."""
     smi = probes.run_nvidia_smi(environ)
-    toolkits = probes.find_toolkits(environ)
     machine = facts.gather(environ)
     mem, cores = machine.mem, machine.cores
+    toolkits = probes.find_toolkits(environ, known=machine.toolkit)
     gcc = probes.gcc_version(probes.host_compiler(environ), environ)
     ccs = sorted({g.compute_cap for g in smi.gpus})
     matrix = buildable_matrix(load_knowledge(recipe_dir), gcc=gcc, gpu_ccs=ccs,

@@ -310,16 +310,20 @@ def probe_toolkit(nvcc: str, environ: Mapping[str, str]) -> Toolkit | None:
     return Toolkit(nvcc, version, root, gpu, max_gcc, clang_lt, is_toolkit_root(root))
 
 
-def find_toolkits(environ: Mapping[str, str]) -> tuple[Toolkit, ...]:
-    """Every distinct toolkit we can see: the preferred nvcc and /usr/local/cuda-*."""
+def find_toolkits(environ: Mapping[str, str], known: Toolkit | None = None
+                  ) -> tuple[Toolkit, ...]:
+    """Every distinct toolkit we can see: the preferred nvcc and /usr/local/cuda-*. ``known``:
+    the preferred one, already probed (facts.gather), so it is not probed again."""
     candidates: list[str] = []
-    first = find_nvcc(environ)
+    first = None if known else find_nvcc(environ)
     if first:
         candidates.append(first)
     candidates += sorted(str(p) for p in Path("/usr/local").glob("cuda-*/bin/nvcc") if p.is_file())
-    seen: set[Path] = set()
-    out: list[Toolkit] = []
+    seen: set[Path] = {known.root.resolve()} if known else set()
+    out: list[Toolkit] = [known] if known else []
     for nvcc in candidates:
+        if known and Path(nvcc).resolve() == Path(known.nvcc).resolve():
+            continue
         tk = probe_toolkit(nvcc, environ)
         if tk is None or tk.root.resolve() in seen:
             continue
