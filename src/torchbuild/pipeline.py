@@ -25,10 +25,15 @@ from torchbuild.knowledge.rules import load_knowledge
 from torchbuild.logger import log
 from torchbuild.machine import facts
 from torchbuild.machine.gpu import detect_archs
-from torchbuild.machine.preflight import knowledge_dir, preflight_for_plan, request_problems
+from torchbuild.machine.preflight import (
+    knowledge_dir,
+    preflight_for_plan,
+    refuse,
+    request_problems,
+)
 from torchbuild.options import Options, require_target
 from torchbuild.plan import Plan, make_plan, pin_commits, pin_deps, render
-from torchbuild.proof import artifacts
+from torchbuild.proof import artifacts, readiness
 from torchbuild.proof.cmake_audit import audit_configure_step
 from torchbuild.proof.verify import verify_for_plan
 
@@ -104,10 +109,9 @@ def run_build(options: Options, *, pins: Mapping[str, str] | None = None,
         plan = pin_deps(plan, deps_pins)
     if options.dry_run:
         print(json.dumps(plan.to_json(), indent=2) if options.json else render(plan))
-        # The request-level checks cost nothing: say now what a real run would refuse.
-        for finding in request_problems(plan, options):
-            fix = f" (fix: {finding.fix})" if finding.fix else ""
-            log.warn(f"{finding.check}: {finding.message}{fix}")
+        # The checks that cost nothing: exit with the code a real run would (after the plan).
+        refuse([*request_problems(plan, options),
+                *readiness.local_findings(plan, clean=options.clean)], force=options.force)
         return 0
     log.step("options")
     log.table(options.summary_rows(), ["option", "value", "from"])
@@ -115,6 +119,8 @@ def run_build(options: Options, *, pins: Mapping[str, str] | None = None,
         log.warn(warning)
     _preflight(plan, options, machine)
     artifacts.check_dist_writable(plan.dist)
+    if plan.environment.lock is not None:
+        readiness.verify_lock(plan.environment.lock)   # before a multi-GB clone, not after
     # One run per work dir: a second one fails in seconds (exit 17) naming the holder. Taken after
     # the checks, so a refused request leaves no lock owner behind; released on every way out.
     with locks.claimed(locks.work_dir_lock_path(plan.work_dir),

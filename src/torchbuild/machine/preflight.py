@@ -522,6 +522,13 @@ def preflight_for_plan(plan: Plan, options: Options, machine: Facts | None = Non
     return run_preflight(request, force=options.force, facts=facts)
 
 
+def refuse(found: Sequence[Finding], *, force: bool) -> None:
+    """Print ``found`` (after --force) and raise the first error, as a real run's stage would."""
+    settled = _settle(found, force)
+    report(settled)
+    _raise_first(settled)
+
+
 def request_problems(plan: Plan, options: Options) -> list[Finding]:
     """The pure, request-level checks (no probing): what ``--dry-run`` reports beside the plan."""
     request = request_for_plan(plan, options)
