@@ -550,3 +550,18 @@ def test_cuda_env_with_magma_nccl_and_codecs_solves_installs_activates(tmp_path:
     assert (Path(env["CPATH"].split(os.pathsep)[0]) / "nvjpeg.h").is_file()
     assert command.capture([real / "bin" / "libpng-config", "--I_opts"], env=env) == \
         f"-I{real}/include/libpng16"
+
+
+def test_shell_text_in_the_cache_dir_never_runs(channel: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue #14: the activation ran through `bash -c` with the prefix inside the script text, so
+    a `$(...)` in --cache-dir executed. The prefix is an argument now; the env still activates."""
+    monkeypatch.chdir(tmp_path)
+    cache = tmp_path / "c$(touch pwned)`touch pwned2`"
+    spec = make_spec(tmp_path / "work", FULL_SPECS, (channel.as_uri(),), cuda="12.8")
+    env = create_conda_env(spec, base_env(), cache_dir=cache, offline=False).env
+    real = spec.prefix.resolve()
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "pwned2").exists()
+    assert env["CONDA_PREFIX"] == str(real) and str(cache) in str(real)
+    assert env["PATH"].split(os.pathsep)[0] == str(real / "bin")
+    assert env["TEST_GXX_ACTIVATED"] == "1"

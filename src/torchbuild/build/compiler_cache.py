@@ -17,7 +17,10 @@ that a team shares one cache.
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
+import tempfile
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -65,8 +68,19 @@ class CompilerCache:
 
     @property
     def port(self) -> int:
-        """sccache server port per cache dir: ours never collides with a user's default (4226)."""
+        """sccache server port per cache dir: ours never collides with a user's default (4226).
+        Only a fallback: the server listens on ``socket`` (a unix socket) instead."""
         return 20000 + zlib.crc32(str(self.cache_dir).encode()) % 20000
+
+    @property
+    def socket(self) -> Path:
+        """The sccache server's unix socket, in a 0700 directory of this user.
+
+        A TCP port on localhost can be reached by every user of a shared host, and the server
+        runs whatever compile it is sent as *us*. A socket in a private directory cannot. Kept
+        short (a socket path has at most 107 bytes): ``$TMPDIR/torchbuild-<uid>/``."""
+        crc = zlib.crc32(str(self.cache_dir).encode())
+        return Path(tempfile.gettempdir()) / f"torchbuild-{os.getuid()}" / f"sccache-{crc:08x}.sock"
 
     def env(self, base: Mapping[str, str]) -> dict[str, str]:
         """Variables to merge over ``base`` (the child env). User-set cache variables win."""
@@ -86,7 +100,8 @@ class CompilerCache:
         return env
 
     def _sccache_env(self, base: Mapping[str, str]) -> dict[str, str]:
-        env = {"SCCACHE_SERVER_PORT": str(self.port), "SCCACHE_CACHE_SIZE": "30G",
+        env = {"SCCACHE_SERVER_UDS": str(private_dir(self.socket.parent) / self.socket.name),
+               "SCCACHE_SERVER_PORT": str(self.port), "SCCACHE_CACHE_SIZE": "30G",
                # The server outlives a step; stop it ourselves, but never let it linger for long.
                "SCCACHE_IDLE_TIMEOUT": "900"}
         if not shared_backend(base):
@@ -111,12 +126,27 @@ class CompilerCache:
             link.symlink_to(self.program)
         if self.kind == "sccache":
             shim = bindir / "ccache"
+            # No path in the script text (a `$(...)` in --cache-dir would run): the shim execs
+            # the sccache symlink next to itself.
             text = ("#!/bin/sh\n# torchbuild: cpp_extension picks `ccache` first\n"
-                    f'exec "{self.program}" "$@"\n')
+                    'exec "${0%/*}/sccache" "$@"\n')
             if not shim.is_file() or shim.read_text(encoding="utf-8") != text:
                 shim.write_text(text, encoding="utf-8")
                 shim.chmod(0o755)
         return bindir
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` as a directory only this user can enter; refuse one someone else prepared."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        msg = f"{path} is not a directory owned by this user: sccache's socket cannot go there"
+        raise EnvironmentSetupError(msg, fix=f"remove {path}, or set TMPDIR to a private "
+                                    "directory")
+    if info.st_mode & 0o077:
+        path.chmod(0o700)
+    return path
 
 
 def disabled_env() -> dict[str, str]:
@@ -223,7 +253,8 @@ def start_server(cache: CompilerCache, env: Mapping[str, str]) -> bool:
     output = "" if result is None else result[1] + result[2]
     if "Address in use" in output:
         return False  # another torchbuild run with the same cache dir already started it
-    msg = f"sccache could not start its server on port {cache.port}: {output.strip()[-300:]}"
+    msg = (f"sccache could not start its server on {cache.socket}: "
+           f"{output.strip()[-300:]}")
     raise EnvironmentSetupError(msg, fix="check the SCCACHE_* settings, or use "
                                 "--compiler-cache ccache / none")
 

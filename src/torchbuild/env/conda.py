@@ -398,19 +398,46 @@ def _prepend(value: str, existing: str | None) -> str:
     return os.pathsep.join(parts)
 
 
-def _run_activation(prefix: Path, base_env: Mapping[str, str]) -> dict[str, str]:
-    from rattler.shell import ActivationVariables, Shell, activate
+# The activation, as fixed text: the prefix arrives as "$1", never inside the script (a `$(...)`
+# in --cache-dir, where the envs live, would run). rattler's generated script interpolates paths,
+# so it is not used; this does what it does on linux-64: CONDA_* variables, PATH, the env's
+# etc/conda/env_vars.d (set as data before) and activate.d scripts (gcc's, cuda-nvcc's ...).
+_ACTIVATE = """
+export CONDA_PREFIX="$1" CONDA_DEFAULT_ENV="$1" CONDA_SHLVL=1
+export PATH="$1/bin${PATH:+:$PATH}"
+for script in "$1"/etc/conda/activate.d/*.sh; do
+  if [ -f "$script" ]; then . "$script"; fi
+done
+env -0
+printf '%s' "$2"
+"""
 
-    current = base_env.get("CONDA_PREFIX")
-    variables = ActivationVariables(
-        current_prefix=Path(current) if current else None,
-        current_path=base_env.get("PATH", os.defpath).split(os.pathsep))
-    script = activate(prefix, variables, Shell.bash, platform=PLATFORM).script
+
+def _env_vars(prefix: Path) -> dict[str, str]:
+    """What packages and the env state set: etc/conda/env_vars.d/*.json, conda-meta/state."""
+    out: dict[str, str] = {}
+    files = sorted((prefix / "etc" / "conda" / "env_vars.d").glob("*.json"))
+    for path in files:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        out.update({str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {})
+    try:
+        state = json.loads((prefix / "conda-meta" / "state").read_text(encoding="utf-8"))
+        out.update({str(k): str(v) for k, v in state.get("env_vars", {}).items()})
+    except (OSError, ValueError, AttributeError):
+        pass
+    return out
+
+
+def _run_activation(prefix: Path, base_env: Mapping[str, str]) -> dict[str, str]:
     # BASH_ENV/ENV would source user files into what should be a clean activation.
     child = {k: v for k, v in base_env.items() if k not in ("BASH_ENV", "ENV")}
+    child.update(_env_vars(prefix))
     try:
-        out = command.capture(["bash", "--noprofile", "--norc", "-c",
-                               f"{script}\nenv -0\nprintf '{_SENTINEL}'"], env=child)
+        out = command.capture(["bash", "--noprofile", "--norc", "-c", _ACTIVATE, "bash",
+                               str(prefix), _SENTINEL], env=child)
     except CommandFailed as exc:
         msg = f"activating {prefix} failed: {'; '.join(exc.digest)}"
         raise EnvironmentSetupError(msg, fix="an etc/conda/activate.d script of the env failed; "
@@ -420,7 +447,6 @@ def _run_activation(prefix: Path, base_env: Mapping[str, str]) -> dict[str, str]
     for noise in ("_", "SHLVL", "PWD", "OLDPWD"):  # bash's own, not the activation's
         if noise not in base_env:
             env.pop(noise, None)
-    # rattler's script prepends the env to the PATH we give it *and* to $PATH: keep first copies.
     entries = env.get("PATH", "").split(os.pathsep)
     env["PATH"] = os.pathsep.join(dict.fromkeys(p for p in entries if p))
     return env
