@@ -53,6 +53,8 @@ def _words(text: str) -> tuple[str, ...]:
 
 _META = "torchbuild.option"
 T = TypeVar("T")
+# --stop-after: the stages a run can stop after (#12), in pipeline order.
+STOP_AFTER = ("sources", "env", "configure")
 Kind = Literal["str", "bool", "int", "path", "list", "choice"]
 # How the container path treats an option: forward it as a flag, leave it to the host side (the
 # container path chooses its own), or refuse it (it names something on the host the image lacks).
@@ -190,6 +192,9 @@ class Options:
     allow_missing: tuple[str, ...] = option("list", (), "accept a feature CMake turned off "
                                             "(cudnn, magma, mkl, nccl, ...) (repeatable)",
                                             metavar="FEATURE")
+    stop_after: str | None = option("choice", None, "stop with exit 0 after this stage (configure: "
+                                    "after the CMake audit); a later run without it continues",
+                                    choices=STOP_AFTER, session=True)
     verify: bool = option("bool", True, "verify the wheels in a throwaway env after building")
     verbose: bool = option("bool", False, "stream every build line to the terminal",
                            session=True)

@@ -16,6 +16,7 @@ from typing import Any
 from torchbuild import locks
 from torchbuild.build import deps, orphans, sources
 from torchbuild.build import steps as build
+from torchbuild.build.sources import Checkout
 from torchbuild.cc import arch_list_env
 from torchbuild.env import create as environment
 from torchbuild.errors import TorchbuildError
@@ -32,7 +33,7 @@ from torchbuild.machine.preflight import (
     request_problems,
 )
 from torchbuild.options import Options, require_target
-from torchbuild.plan import Plan, make_plan, pin_commits, pin_deps, render
+from torchbuild.plan import Plan, Step, make_plan, pin_commits, pin_deps, render
 from torchbuild.proof import artifacts, readiness
 from torchbuild.proof.cmake_audit import audit_configure_step
 from torchbuild.proof.verify import verify_for_plan
@@ -129,6 +130,32 @@ def run_build(options: Options, *, pins: Mapping[str, str] | None = None,
         return _build(plan, options, machine, deps_pins)
 
 
+def until_configure(steps: tuple[Step, ...]) -> tuple[Step, ...]:
+    """The steps ``--stop-after configure`` runs: everything before the first compile (a plan
+    without a configure step, e.g. companions only, stops before its first build)."""
+    for i, step in enumerate(steps):
+        if step.kind == "configure":
+            return steps[:i + 1]
+        if step.kind == "build":
+            return steps[:i]
+    return steps
+
+
+def _stopped(plan: Plan, options: Options, stage: str, checkouts: Mapping[str, Checkout],
+             result: build.BuildResult | None = None) -> int:
+    report = artifacts.write_stop_report(plan, options, stage, checkouts, result)
+    done = [f"{r.id} {r.status}" for r in result.records] if result else []
+    log.step(f"stopped after {stage} (--stop-after {stage})")
+    log.info(f"done: sources ({', '.join(checkouts)})"
+             + (", build environment" if stage != "sources" else "")
+             + (f", {', '.join(done)}" if done else ""))
+    log.info(f"report: {report}; nothing was compiled or published to {plan.dist}")
+    log.info("run the same command without --stop-after to continue: finished steps are "
+             "skipped (stamps)")
+    log.step_end(ok=True)
+    return 0
+
+
 def _build(plan: Plan, options: Options, machine: facts.Facts,
            deps_pins: Mapping[str, Sequence[deps.Installed]] | None = None) -> int:
     log.step(f"sources ({len(plan.sources)} repositories)")
@@ -145,6 +172,8 @@ def _build(plan: Plan, options: Options, machine: facts.Facts,
         deps.write_replay(plan.work_dir, deps_pins)
     for c in checkouts.values():
         log.info(f"{c.name} {c.tag} @ {c.commit[:12]} ({len(c.submodules)} submodules)")
+    if options.stop_after == "sources":
+        return _stopped(plan, options, "sources", checkouts)
     log.step(f"build environment ({plan.environment.backend})")
     build_env = environment.create(plan.environment, options.environ, cache_dir=plan.cache_dir,
                                    offline=plan.offline,
@@ -152,6 +181,13 @@ def _build(plan: Plan, options: Options, machine: facts.Facts,
                                    cuda_home=machine.cuda_home, conda_exe=options.conda_exe,
                                    refresh=plan.clean)
     log.step_end(ok=True)
+    if options.stop_after == "env":
+        return _stopped(plan, options, "env", checkouts)
+    if options.stop_after == "configure":
+        # Up to and including the configure step (and its audit): minutes, not hours.
+        result = build.execute(dataclasses.replace(plan, steps=until_configure(plan.steps)),
+                               build_env, audit=audit_configure_step)
+        return _stopped(plan, options, "configure", checkouts, result)
     result = build.execute(plan, build_env, audit=audit_configure_step)
     wheels = [result.wheels[c.name] for c in plan.components]
     report = _verify(plan, options, wheels)

@@ -95,3 +95,29 @@ def test_downgrade_stops_before_the_compile_and_allow_missing_continues(
     configure = next(s for s in manifest["steps"] if s["id"] == "configure-torch")
     assert any(c["feature"] == "distributed" and c["allowed_missing"]
                for c in configure["audit"]["checks"])
+
+
+def test_stop_after_stops_each_stage_and_a_later_run_continues(server: Path, tmp_path: Path
+                                                               ) -> None:
+    proc = _run(server, tmp_path, "--set", "USE_DISTRIBUTED=0", "--stop-after", "sources")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "stopped after sources (--stop-after sources)" in proc.stdout
+    assert not (tmp_path / "work" / "env").exists()          # the env stage did not run
+
+    proc = _run(server, tmp_path, "--set", "USE_DISTRIBUTED=0", "--stop-after", "configure")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert "stopped after configure (--stop-after configure)" in proc.stdout
+    assert "evidence" in proc.stdout                         # the audit ran before stopping
+    report = json.loads((tmp_path / "work" / "torchbuild-report.json").read_text())
+    assert report["stopped_after"] == "configure"
+    assert [s["id"] for s in report["steps"]] == ["backend-torch", "configure-torch"]
+    assert report["steps"][1]["audit"]["ok"] is True
+    assert not list((tmp_path / "work" / "logs").glob("*build-torch*"))
+    assert dir_listing(tmp_path / "dist") == []
+
+    again = _run(server, tmp_path, "--set", "USE_DISTRIBUTED=0")
+    assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
+    manifest = json.loads((tmp_path / "dist" / "torchbuild-manifest.json").read_text())
+    status = {s["id"]: s["status"] for s in manifest["steps"]}
+    assert status == {"backend-torch": "skipped", "configure-torch": "skipped",
+                      "build-torch": "ok", "install-torch": "ok"}

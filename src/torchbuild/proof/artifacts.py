@@ -144,6 +144,32 @@ def options_json(options: Options) -> dict[str, Any]:
     return result
 
 
+def _sources_json(checkouts: Mapping[str, Checkout]) -> dict[str, Any]:
+    return {name: {"url": c.url, "tag": c.tag, "commit": c.commit,
+                   "submodules": dict(c.submodules)} for name, c in checkouts.items()}
+
+
+def write_stop_report(plan: Plan, options: Options, stage: str,
+                      checkouts: Mapping[str, Checkout],
+                      result: BuildResult | None = None) -> Path:
+    """``--stop-after``: what the run did, in the work dir (``--dist`` only ever gets finished
+    wheels): the sources with their submodule commits and the steps with the configure audit."""
+    report = {
+        "schema_version": MANIFEST_SCHEMA,
+        "tool": {"name": "torchbuild", "version": __version__},
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "stopped_after": stage,
+        "options": options_json(options),
+        "sources": _sources_json(checkouts),
+        "steps": [asdict(r) for r in result.records] if result else [],
+    }
+    path = plan.work_dir / "torchbuild-report.json"
+    tmp = path.with_suffix(".json.partial")
+    tmp.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
 def build_manifest(plan: Plan, options: Options, result: BuildResult, checkouts: Mapping[str,
                    Checkout], build_env: BuildEnv, wheels: Sequence[Path],
                    verify_report: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -154,8 +180,7 @@ def build_manifest(plan: Plan, options: Options, result: BuildResult, checkouts:
         "options": options_json(options),
         "recipe": {"release": asdict(plan.release), "components": [asdict(c) for c in
                                                                     plan.components]},
-        "sources": {name: {"url": c.url, "tag": c.tag, "commit": c.commit,
-                           "submodules": dict(c.submodules)} for name, c in checkouts.items()},
+        "sources": _sources_json(checkouts),
         "environment": {"backend": build_env.backend, "prefix": str(build_env.prefix),
                         "python": str(build_env.python),
                         "python_version": plan.environment.python_version,
