@@ -35,6 +35,7 @@ from torchbuild.machine.preflight import (
 from torchbuild.options import Options, require_target
 from torchbuild.plan import Plan, Step, make_plan, pin_commits, pin_deps, render
 from torchbuild.proof import artifacts, readiness
+from torchbuild.proof import report as build_report
 from torchbuild.proof.cmake_audit import audit_configure_step
 from torchbuild.proof.verify import verify_for_plan
 
@@ -95,6 +96,17 @@ def _verify(plan: Plan, options: Options, wheels: list[Path]) -> dict[str, Any] 
     if not options.verify:
         return None
     return verify_for_plan(plan, options, wheels)
+
+
+def _report(plan: Plan, result: build.BuildResult, cores: int) -> list[Path]:
+    """The build report's files, for the same atomic publish as the wheels they describe. A
+    report that cannot be written (a full work dir) costs the report, not the build."""
+    try:
+        return build_report.write_report(build_report.report_for(plan, result, cores),
+                                         plan.work_dir / "report")
+    except OSError as exc:
+        log.warn(f"no build report: {exc}")
+        return []
 
 
 def run_build(options: Options, *, pins: Mapping[str, str] | None = None,
@@ -194,6 +206,7 @@ def _build(plan: Plan, options: Options, machine: facts.Facts,
     manifest = artifacts.build_manifest(plan, options, result, checkouts, build_env, wheels,
                                         report)
     extra = [build_env.lock_path] if build_env.lock_path else []
+    extra += _report(plan, result, machine.cores)
     artifacts.publish(plan.dist, wheels, manifest, extra)
     if options.install_into:
         names = environment.install_into([plan.dist / w.name for w in wheels],

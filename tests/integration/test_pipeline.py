@@ -55,7 +55,8 @@ def test_wheels_and_manifest(built):
     names = dir_listing(dist)
     assert names == ["torch-2.99.0+cu130.sm86.sm90ptx-py3-none-any.whl",
                      "torchaudio-2.99.0+cu130.sm86.sm90ptx-py3-none-any.whl",
-                     "torchbuild-manifest.json",
+                     "torchbuild-manifest.json", "torchbuild-report.html",
+                     "torchbuild-report.png",
                      "torchvision-0.99.0+cu130.sm86.sm90ptx-py3-none-any.whl"]
     manifest = json.loads((dist / "torchbuild-manifest.json").read_text())
     assert manifest["schema_version"] == 1

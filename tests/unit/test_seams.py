@@ -102,6 +102,7 @@ def _assert_steps_are_the_plan(run: Run) -> None:
     assert sorted(p.name for p in (run.tmp / "dist").iterdir()) == [
         ".torchbuild-dist.lock", "torch-0.0.0-py3-none-any.whl",
         "torchaudio-0.0.0-py3-none-any.whl", "torchbuild-manifest.json",
+        "torchbuild-report.html", "torchbuild-report.png",
         "torchvision-0.0.0-py3-none-any.whl"]
     manifest = json.loads((run.tmp / "dist" / "torchbuild-manifest.json").read_text())
     assert [s["id"] for s in manifest["steps"]] == [s.id for s in run.plan.steps]
