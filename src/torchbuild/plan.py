@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from torchbuild import __version__
@@ -61,6 +63,8 @@ class EnvSpec:
     lock: Path | None = None
     cuda: str | None = None
     base_python: str | None = None   # interpreter that creates a venv
+    # --env existing: the build requirements missing from it, installed before the build (#17)
+    pip_install: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -268,6 +272,45 @@ def _env_spec(book: RecipeBook, release: Release, options: Options, facts: Facts
                    channels=channels, lock=options.lock, cuda=cuda)
 
 
+def missing_requirements(requirements: tuple[str, ...],
+                         installed: Mapping[str, str]) -> list[tuple[str, str]]:
+    """[(requirement, why)] of those ``installed`` ({canonical name: version}) does not meet."""
+    out = []
+    for text in requirements:
+        req = Requirement(text)
+        have = installed.get(canonicalize_name(req.name))
+        if have is None:
+            out.append((text, "not installed"))
+        elif req.specifier and not req.specifier.contains(have, prereleases=True):
+            out.append((text, f"found {have}"))
+    return out
+
+
+def _existing_env_requirements(book: RecipeBook, release: Release, env_spec: EnvSpec,
+                               components: tuple[Component, ...], facts: Facts,
+                               cuda: str | None) -> tuple[EnvSpec, list[str]]:
+    """An interpreter torchbuild did not make gets the companions' build requirements it lacks.
+
+    Installing them (rather than refusing) is what the user would do by hand anyway, and it is
+    said in the plan before anything runs; everything else in that env is left alone.
+    """
+    if env_spec.backend != "existing":
+        return env_spec, []
+    reqs: list[str] = []
+    for comp in components:
+        reqs += [r for r in book.components[comp.name].build_requirements(release.version,
+                                                                           cuda is not None)
+                 if r not in reqs]
+    missing = missing_requirements(tuple(reqs), facts.env_packages)
+    spec = replace(env_spec, pip_requirements=tuple(reqs), pip_install=tuple(r for r, _ in missing))
+    if not missing:
+        return spec, []
+    what = ", ".join(f"{r} ({why})" for r, why in missing)
+    note = (f"the build env {env_spec.python} lacks build requirements: {what}; they are "
+            "installed into it before the build")
+    return spec, [note]
+
+
 def magma_available(env_spec: EnvSpec) -> bool:
     """Only the conda env can bring MAGMA (conda-forge's libmagma-devel or legacy ``magma``)."""
     return any(spec_name(s) in MAGMA_PACKAGES for s in env_spec.conda_specs)
@@ -401,6 +444,8 @@ def make_plan(book: RecipeBook, options: Options, facts: Facts) -> Plan:
                   torch_label if name == "torch" else companion_version(version, torch_label),
                   ctag)
         for name, version, ctag in chosen)
+    env_spec, warnings = _existing_env_requirements(book, release, env_spec, components, facts,
+                                                    cuda)
     sources = tuple(
         SourceSpec(c.name, book.components[c.name].repo,
                    redirect_url(book.components[c.name].repo, options.git_mirror), c.tag,
@@ -414,7 +459,6 @@ def make_plan(book: RecipeBook, options: Options, facts: Facts) -> Plan:
     for comp, src in zip(components, sources, strict=True):
         steps += _component_steps(book, comp, src, release, values, options, cuda, facts,
                                   wheels_dir, packaged)
-    warnings: list[str] = []
     if cuda is not None and values["magma"] == "0" and "USE_MAGMA" not in dict(options.set) \
             and not options.torch_from_env:
         where = ("conda-forge has no MAGMA package for this CUDA" if env_spec.conda_specs else
@@ -479,6 +523,8 @@ def render(plan: Plan) -> str:
     env = plan.environment
     if env.pip_requirements:
         lines.append(f"  pip: {' '.join(env.pip_requirements)}")
+    if env.pip_install:
+        lines.append(f"  installed into it first (missing): {' '.join(env.pip_install)}")
     if env.conda_specs:
         lines.append(f"  channels: {' '.join(env.channels)}")
         lines.append(f"  conda specs: {' '.join(env.conda_specs)}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -74,6 +75,29 @@ def _create_venv(spec: EnvSpec, base: dict[str, str], offline: bool,
     marker.write_text(json.dumps({"digest": digest, "requirements": list(spec.pip_requirements)}))
 
 
+def _install_requirements(spec: EnvSpec, base: dict[str, str], offline: bool,
+                          log_path: Path | None, cache_dir: Path) -> None:
+    """The build requirements an existing interpreter lacks (the plan listed them)."""
+    log.info(f"installing the missing build requirements into {spec.python}: "
+             f"{' '.join(spec.pip_install)}")
+    local = ["--no-index", "--find-links", str(cache_dir / "pip")] if offline else []
+    try:
+        run([str(spec.python), "-m", "pip", "install", *local, *spec.pip_install], env=base,
+            log_path=log_path, echo=log.detail)
+    except CommandFailed as exc:
+        wanted = " ".join(shlex.quote(r) for r in spec.pip_install)
+        if offline:
+            msg = (f"--offline: the build requirements {', '.join(spec.pip_install)} are not in "
+                   f"{spec.python}'s env nor in the pip cache {cache_dir / 'pip'}")
+            raise OfflineError(msg, fix=f"run `{spec.python} -m pip install {wanted}` on a "
+                               "connected machine, or `torchbuild fetch` with the same options"
+                               ) from None
+        msg = (f"could not install the build requirements {', '.join(spec.pip_install)} into "
+               f"{spec.python}: {' | '.join(exc.digest[-3:])}")
+        raise EnvironmentSetupError(msg, fix=f"install them by hand (`{spec.python} -m pip "
+                                    f"install {wanted}`) and re-run; see {exc.log_path}") from None
+
+
 def _activate(spec: EnvSpec, base: dict[str, str], bin_dir: Path) -> dict[str, str]:
     env = dict(base)
     if spec.backend == "venv":
@@ -96,6 +120,8 @@ def create(spec: EnvSpec, environ: Mapping[str, str], *, cache_dir: Path, offlin
     elif not spec.python.exists():
         msg = f"the interpreter {spec.python} does not exist"
         raise EnvironmentSetupError(msg, fix="pass --python /path/to/bin/python")
+    elif spec.pip_install:
+        _install_requirements(spec, base, offline, log_path, cache_dir)
     env = _activate(spec, base, spec.python.parent)
     return BuildEnv(spec.backend, spec.prefix, spec.python, env, tools=tool_versions(env))
 

@@ -28,7 +28,7 @@ _RELEASE_KEYS = {
 }
 _COMPONENT_KEYS = {"repo": str, "dist": str, "deps": list, "build": list, "env": list,
                    "backend": list,
-                   "audit": bool}
+                   "audit": bool, "requires": list}
 _RULE_KEYS = {"when": dict, "argv": list, "values": dict}
 _WHEN_KEYS = {"torch": str, "cuda": bool, "machine": str}
 _VENV_RULE_KEYS = {"when": dict, "packages": list}
@@ -134,6 +134,15 @@ class ComponentSpec:
                    f"{torch_version} (at most one may)")
             raise RecipeError(msg, fix="make the `when` ranges of its [[backend]] rules disjoint")
         return rules[0] if rules else None
+    # pip requirements its build needs in an env torchbuild did not make (--env existing)
+    requires: tuple[Rule, ...] = ()
+
+    def build_requirements(self, torch_version: str, cuda: bool) -> tuple[str, ...]:
+        out: list[str] = []
+        for rule in self.requires:
+            if rule.applies(torch_version, cuda):
+                out += [p for p in rule.packages if p not in out]
+        return tuple(out)
 
     def build_argv(self, torch_version: str, cuda: bool) -> tuple[str, ...]:
         rules = [r for r in self.build if r.applies(torch_version, cuda)]
@@ -282,6 +291,8 @@ def load_recipes(recipe_dir: Path | None = None) -> RecipeBook:
             env=tuple(_parse_rule(r, f"{where}.env") for r in raw.get("env", [])),
             audit=raw.get("audit", False),
             backends=tuple(_parse_backend(r, f"{where}.backend") for r in raw.get("backend", [])),
+            requires=tuple(_parse_rule(r, f"{where}.requires", _VENV_RULE_KEYS)
+                           for r in raw.get("requires", [])),
         )
     order = tuple(str(n) for n in comp["order"])
     missing = [n for n in order if n not in components]

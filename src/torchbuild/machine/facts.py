@@ -8,6 +8,7 @@ the same ``Facts``. The plan itself stays a pure function of (recipes, options, 
 
 from __future__ import annotations
 
+import json
 import platform
 import re
 import sys
@@ -38,6 +39,8 @@ class Facts:
     env_python: str | None = None           # interpreter of --env existing / venv --python PATH
     env_python_version: str | None = None
     env_torch_version: str | None = None    # torch already installed there (--torch-from-env)
+    env_packages: Mapping[str, str] = field(default_factory=dict)   # distributions installed there
+    env_torch_cmake_needs_cuda: bool = False   # that torch's CMake config demands a CUDA toolkit
     # --- host checks (gather_host) ---
     host_checked: bool = False
     wsl: bool = False
@@ -73,23 +76,68 @@ class Facts:
                 "toolkit": self.toolkit.to_json() if self.toolkit else None,
                 "host_python": self.host_python, "host_python_version": self.host_python_version,
                 "env_python": self.env_python, "env_python_version": self.env_python_version,
-                "env_torch_version": self.env_torch_version}
+                "env_torch_version": self.env_torch_version,
+                "env_packages": dict(self.env_packages),
+                "env_torch_cmake_needs_cuda": self.env_torch_cmake_needs_cuda}
 
 
-_PY_PROBE = ("import sys, importlib.util as u; v=sys.version_info; "
-             "t=None\n"
-             "if u.find_spec('torch'):\n"
-             "    from importlib.metadata import version; t=version('torch')\n"
-             "print(f'{v.major}.{v.minor}', t or '')")
+# Runs in the build interpreter: its version, where torch is (without importing it: a broken or
+# CUDA torch must not make planning slow or fail) and every installed distribution.
+_PY_PROBE = """\
+import importlib.metadata as md, importlib.util as u, json, re, sys
+spec = u.find_spec("torch")
+where = list(spec.submodule_search_locations or []) if spec else []
+packages = {}
+for dist in md.distributions():
+    name = dist.metadata["Name"]
+    if name:
+        packages.setdefault(re.sub(r"[-_.]+", "-", name).lower(), dist.version)
+print(json.dumps({"python": "%d.%d" % sys.version_info[:2],
+                  "torch_dir": where[0] if where else None, "packages": packages}))
+"""
+# torch's installed CMake config says whether CMake needs a CUDA toolkit to use it: a CUDA build
+# configures cmake/Caffe2Config.cmake.in's `set(CAFFE2_USE_CUDA @USE_CUDA@)` to 1/ON and then
+# fails with "Your installed Caffe2 version uses CUDA but I cannot find the CUDA libraries".
+_CAFFE2_USES_CUDA = re.compile(r"^\s*set\(CAFFE2_USE_CUDA\s+(1|ON|TRUE|YES)\s*\)",
+                               re.MULTILINE | re.IGNORECASE)
+CAFFE2_CONFIG = Path("share") / "cmake" / "Caffe2" / "Caffe2Config.cmake"
 
 
-def python_facts(python: str, environ: Mapping[str, str]) -> tuple[str | None, str | None]:
-    """(X.Y, installed torch version or None) of an interpreter, without importing torch."""
+@dataclass(frozen=True)
+class EnvPython:
+    """What an existing interpreter holds (``--env existing``, ``--python PATH``)."""
+
+    version: str | None = None
+    torch: str | None = None
+    torch_dir: str | None = None
+    packages: Mapping[str, str] = field(default_factory=dict)   # canonical name -> version
+    torch_cmake_needs_cuda: bool = False
+
+
+def cmake_config_needs_cuda(text: str) -> bool:
+    """Whether a torch's Caffe2Config.cmake demands a CUDA toolkit of every CMake user."""
+    return _CAFFE2_USES_CUDA.search(text) is not None
+
+
+def python_facts(python: str, environ: Mapping[str, str]) -> EnvPython:
+    """What ``python`` has installed, without importing torch."""
     out = probe([python, "-c", _PY_PROBE], env=dict(environ))
     if not out or out[0] != 0:
-        return None, None
-    parts = out[1].split()
-    return (parts[0] if parts else None), (parts[1] if len(parts) > 1 else None)
+        return EnvPython()
+    try:
+        data = json.loads(out[1].strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return EnvPython()
+    packages = {str(k): str(v) for k, v in dict(data.get("packages") or {}).items()}
+    torch_dir = data.get("torch_dir")
+    needs_cuda = False
+    if torch_dir:
+        try:
+            needs_cuda = cmake_config_needs_cuda((Path(torch_dir) / CAFFE2_CONFIG).read_text(
+                errors="replace"))
+        except OSError:
+            needs_cuda = False   # no CMake config shipped: nothing of CMake's to satisfy
+    return EnvPython(data.get("python"), packages.get("torch"), torch_dir, packages, needs_cuda)
 
 
 def system_toolkit(environ: Mapping[str, str]) -> Toolkit | None:
@@ -100,9 +148,7 @@ def system_toolkit(environ: Mapping[str, str]) -> Toolkit | None:
 
 def gather(environ: Mapping[str, str], *, env_python: str | None = None) -> Facts:
     """What the planner needs: cores, memory, the system toolkit, the interpreters."""
-    env_py_version = env_torch = None
-    if env_python:
-        env_py_version, env_torch = python_facts(env_python, environ)
+    env = python_facts(env_python, environ) if env_python else EnvPython()
     return Facts(
         cores=probes.cpu_count(),
         mem=probes.read_meminfo(),
@@ -111,8 +157,10 @@ def gather(environ: Mapping[str, str], *, env_python: str | None = None) -> Fact
         host_python=sys.executable,
         host_python_version=f"{sys.version_info.major}.{sys.version_info.minor}",
         env_python=env_python,
-        env_python_version=env_py_version,
-        env_torch_version=env_torch,
+        env_python_version=env.version,
+        env_torch_version=env.torch,
+        env_packages=env.packages,
+        env_torch_cmake_needs_cuda=env.torch_cmake_needs_cuda,
     )
 
 

@@ -11,8 +11,12 @@ Also ``python -m torchbuild verify DIST_DIR | WHEEL | PYTHON [--compare OTHER_PY
 
 from __future__ import annotations
 
+import email.parser
 import json
+import re
+import shlex
 import shutil
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,8 +180,10 @@ def make_throwaway_env(base_python: Path, wheels: Sequence[Path], env_dir: Path,
     try:
         capture([str(base_python), "-m", "venv", "--without-pip", str(env_dir)], env=env,
                 timeout=300)
+        # A pip constraint that caps torch/torchvision (CI images, this project's machines)
+        # would refuse the very wheels under test, as in the build steps (plan._PIP_OWN_WHEELS).
         capture([*_pip(base_python, python), "install", "--no-deps", "--no-index",
-                 *map(str, wheels)], env=env, timeout=1800)
+                 *map(str, wheels)], env={**env, "PIP_CONSTRAINT": "/dev/null"}, timeout=1800)
     except CommandFailed as exc:
         msg = f"could not install {len(wheels)} wheel(s) into {env_dir}: " + "; ".join(exc.digest)
         fix = "check the wheels match this python and platform (and pip >= 22.3 in the base env)"
@@ -185,6 +191,106 @@ def make_throwaway_env(base_python: Path, wheels: Sequence[Path], env_dir: Path,
     site = Path(_site_dirs(python, env)[0])
     (site / "_torchbuild_base.pth").write_text("\n".join(_site_dirs(base_python, env)) + "\n")
     return python
+
+
+# `pip check` lines (pip 23-26, src/pip/_internal/commands/check.py): what is missing, and what is
+# installed in a version the requirement excludes.
+_PIP_MISSING = re.compile(r"^(?P<project>\S+) \S+ requires (?P<name>[^,\s]+), which is not "
+                          r"installed\.?$")
+_PIP_CONFLICT = re.compile(r"^(?P<project>\S+) \S+ has requirement (?P<req>.+), but you have "
+                           r"(?P<name>\S+) \S+\.?$")
+
+
+@dataclass(frozen=True)
+class Broken:
+    """One requirement ``pip check`` reports as unmet."""
+
+    project: str       # canonical name of the distribution that has the requirement
+    requirement: str   # the requirement without its marker, e.g. "pillow>=5.3.0,!=8.3.*"
+    name: str          # canonical name of the required distribution
+    line: str
+
+
+def wheel_requirements(wheel: Path) -> dict[str, str]:
+    """{canonical name: requirement without marker} of a wheel's Requires-Dist."""
+    out: dict[str, str] = {}
+    with zipfile.ZipFile(wheel) as zf:
+        meta = next((n for n in zf.namelist() if n.endswith(".dist-info/METADATA")), None)
+        text = zf.read(meta).decode("utf-8", errors="replace") if meta else ""
+    for value in email.parser.HeaderParser().parsestr(text).get_all("Requires-Dist") or []:
+        try:
+            req = Requirement(value)
+        except InvalidRequirement:
+            continue
+        extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
+        out.setdefault(str(canonicalize_name(req.name)), f"{req.name}{extras}{req.specifier}")
+    return out
+
+
+def parse_pip_check(text: str, requires: Mapping[str, Mapping[str, str]]) -> list[Broken]:
+    """The unmet requirements in ``pip check`` output; ``requires`` ({dist: wheel_requirements})
+    supplies the full requirement where pip prints only the missing name."""
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if m := _PIP_MISSING.match(line):
+            project, name = canonicalize_name(m["project"]), canonicalize_name(m["name"])
+            req = requires.get(project, {}).get(name, m["name"])
+            out.append(Broken(project, req, name, line))
+        elif m := _PIP_CONFLICT.match(line):
+            project = canonicalize_name(m["project"])
+            out.append(Broken(project, m["req"], canonicalize_name(m["name"]), line))
+    return out
+
+
+def _pip_check_text(python: Path, env: Mapping[str, str], pip_python: Path | None
+                    ) -> tuple[bool, str]:
+    """(clean, output) of ``pip check``; pip exits 1 when something is broken."""
+    argv = _pip(pip_python, python) if pip_python else [str(python), "-m", "pip"]
+    try:
+        return True, capture([*argv, "check"], env=env, timeout=300)
+    except CommandFailed as exc:
+        return False, "\n".join(exc.digest)
+
+
+def install_runtime_requirements(python: Path, base_python: Path, wheels: Sequence[Path],
+                                 env: Mapping[str, str], *, offline: bool = False,
+                                 wheelhouse: Path | None = None) -> Check:
+    """Install what the wheels need at run time and neither the throwaway env nor the base env
+    has (a fresh torch venv has no numpy or pillow, and torchvision does not import without
+    them). torch and the wheels built here are never taken from an index."""
+    requires = {str(canonicalize_name(dist_name(w))): wheel_requirements(w) for w in wheels}
+    ours = set(requires) | {"torch"}
+    clean, text = _pip_check_text(python, env, base_python)
+    needed: list[str] = []
+    if not clean:
+        for b in parse_pip_check(text, requires):
+            if b.project in requires and b.name not in ours and b.requirement not in needed:
+                needed.append(b.requirement)
+    if not needed:
+        return Check("runtime deps", "ok", "installed", "all present in the build env")
+    local = wheelhouse is not None and wheelhouse.is_dir()
+    if offline:
+        where = f"the pip cache {wheelhouse} (--offline)"
+        source = ["--no-index", "--find-links", str(wheelhouse)] if local else ["--no-index"]
+    else:
+        where = "the package index" + (f" and {wheelhouse}" if local else "")
+        source = ["--find-links", str(wheelhouse)] if local else []
+    log.info(f"installing the wheels' runtime requirements {' '.join(needed)} into the "
+             f"throwaway env from {where}")
+    try:
+        capture([*_pip(base_python, python), "install", *source, *needed], env=env,
+                timeout=1800)
+    except CommandFailed as exc:
+        names = ", ".join(needed)
+        msg = (f"the wheels need {names} at run time; neither the build env nor {where} has "
+               f"them: " + "; ".join(exc.digest[-3:]))
+        fix = (f"install them into the build env ({base_python} -m pip install "
+               f"{' '.join(shlex.quote(n) for n in needed)})"
+               + (", or run `torchbuild fetch` with the same options on a connected machine"
+                  if offline else "") + ", then re-run")
+        raise WheelInstallError(msg, fix=fix) from None
+    return Check("runtime deps", "ok", "installed", f"{' '.join(needed)} from {where}")
 
 
 def _pip(base_python: Path, target: Path) -> list[str]:
@@ -394,14 +500,26 @@ def check_kernels(req: VerifyRequest, probe: Probe, environ: Mapping[str, str]
     return checks, codes, cov
 
 
-def pip_check(python: Path, env: Mapping[str, str], *, pip_python: Path | None = None) -> Check:
-    """``pip check`` of ``python``'s environment, run by ``pip_python``'s pip when given."""
+def pip_check(python: Path, env: Mapping[str, str], *, pip_python: Path | None = None,
+              ours: Sequence[str] | None = None) -> Check:
+    """``pip check`` of ``python``'s environment, run by ``pip_python``'s pip when given.
+
+    With ``ours`` (the distributions under test) only their broken requirements fail the check:
+    a base env whose own packages disagree (a user's torch beside an older setuptools) is
+    reported, but it is not what these wheels did.
+    """
     argv = _pip(pip_python, python) if pip_python else [str(python), "-m", "pip"]
     try:
         out = capture([*argv, "check"], env=env, timeout=300)
     except CommandFailed as exc:
         if any("No module named pip" in d for d in exc.digest):
             return Check("pip check", "skipped", "-", "no pip in this interpreter")
+        if ours is not None:
+            mine = {canonicalize_name(d) for d in ours}
+            broken = parse_pip_check("\n".join(exc.digest), {})
+            if broken and not any(b.project in mine for b in broken):
+                return Check("pip check", "info", "no broken requirements of these wheels",
+                             "base env only: " + "; ".join(b.line for b in broken))
         return Check("pip check", "FAILED", "no broken requirements", "; ".join(exc.digest),
                      DependencyCheckError)
     return Check("pip check", "ok", "no broken requirements", out.splitlines()[-1] if out else "")
@@ -416,13 +534,16 @@ def dist_name(wheel: Path) -> str:
 
 
 def verify_wheels(wheels: Sequence[Path], request: VerifyRequest, *, base_python: Path,
-                  work_dir: Path, environ: Mapping[str, str] | None = None) -> VerifyReport:
+                  work_dir: Path, environ: Mapping[str, str] | None = None,
+                  offline: bool = False, wheelhouse: Path | None = None) -> VerifyReport:
     """Install ``wheels`` into a throwaway venv and check every invariant. Does not raise on a
     failed invariant (call ``report.raise_for_failures()``); raises when it cannot check at all."""
     environ = environ or {}
     env = clean_env(environ)
     env_dir = work_dir / "verify-env"
     python = make_throwaway_env(base_python, wheels, env_dir, env)
+    deps = install_runtime_requirements(python, base_python, wheels, env, offline=offline,
+                                        wheelhouse=wheelhouse)
     dists = [dist_name(w) for w in wheels]
     companions = sorted(set(COMPANIONS) & {canonicalize_name(d) for d in dists}
                         | set(request.companions))
@@ -430,7 +551,7 @@ def verify_wheels(wheels: Sequence[Path], request: VerifyRequest, *, base_python
                       work_dir=work_dir, env=env)
     site = str(env_dir.resolve()) if "torch" in {canonicalize_name(d) for d in dists} else None
     report = _assemble(request, probe, site, environ)
-    report.checks.append(pip_check(python, env, pip_python=base_python))
+    report.checks += [deps, pip_check(python, env, pip_python=base_python, ours=dists)]
     report.env_dir = env_dir
     return report
 
@@ -479,7 +600,8 @@ def verify_for_plan(plan: Plan, options: Options, wheels: Sequence[Path]) -> dic
     work_dir = plan.work_dir / "verify"
     log.step(f"verify ({len(wheels)} wheels in a throwaway env)")
     report = verify_wheels(wheels, request, base_python=Path(plan.environment.python),
-                           work_dir=work_dir, environ=options.environ)
+                           work_dir=work_dir, environ=options.environ, offline=plan.offline,
+                           wheelhouse=plan.cache_dir / "pip")
     log.table(report.rows(), ["check", "status", "expected", "found"])
     (work_dir / "verify-report.json").write_text(json.dumps(report.to_json(), indent=2,
                                                             default=str) + "\n")

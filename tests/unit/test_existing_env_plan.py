@@ -1,0 +1,47 @@
+"""The plan for an --env existing interpreter: which build requirements it lacks (#17)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from test_plan import FACTS, plan_for
+
+from torchbuild.plan import missing_requirements, render
+
+USER_VENV = dataclasses.replace(
+    FACTS, env_python="/home/u/venv/bin/python", env_python_version="3.11",
+    env_torch_version="2.6.0",
+    env_packages={"torch": "2.6.0", "setuptools": "65.5.0", "pip": "24.0", "cmake": "3.31.6"})
+
+
+def test_missing_requirements_says_why() -> None:
+    installed = {"setuptools": "65.5.0", "ninja": "1.11.1.4", "cmake": "4.0.2"}
+    assert missing_requirements(("setuptools<70", "wheel", "ninja", "cmake>=3.18,<4"),
+                                installed) == [("wheel", "not installed"),
+                                               ("cmake>=3.18,<4", "found 4.0.2")]
+    assert missing_requirements(("Typing_Extensions>=4",), {"typing-extensions": "4.12.2"}) == []
+
+
+def test_companions_against_a_pypi_torch_venv_install_what_is_missing() -> None:
+    p = plan_for("--torch", "2.6.0", "--cpu", "--torch-from-env", "--env", "existing",
+                 "--python", "/home/u/venv/bin/python", facts=USER_VENV)
+    env = p.environment
+    assert env.pip_requirements == ("setuptools", "wheel", "ninja", "cmake>=3.18,<4")
+    assert env.pip_install == ("wheel", "ninja")
+    assert "installed into it first (missing): wheel ninja" in render(p)
+    assert any("lacks build requirements: wheel (not installed), ninja (not installed)" in w
+               for w in p.warnings)
+
+
+def test_nothing_missing_nothing_installed() -> None:
+    complete = dataclasses.replace(USER_VENV, env_packages={
+        **USER_VENV.env_packages, "wheel": "0.45.1", "ninja": "1.11.1.4"})
+    p = plan_for("--torch", "2.6.0", "--cpu", "--torch-from-env", "--env", "existing",
+                 "--python", "/home/u/venv/bin/python", facts=complete)
+    assert p.environment.pip_install == ()
+    assert not any("lacks build requirements" in w for w in p.warnings)
+
+
+def test_other_backends_bring_their_own_requirements() -> None:
+    p = plan_for("--torch", "2.6.0", "--cpu", "--env", "venv")
+    assert p.environment.pip_install == ()
