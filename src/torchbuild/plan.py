@@ -352,6 +352,11 @@ def _step_env(book: RecipeBook, comp: Component, release: Release, values: Mappi
         env.update(codec_switches(options.allow_missing))
     if cuda is not None and options.env in {"venv", "existing"} and facts.cuda_home:
         env["CUDA_HOME"] = facts.cuda_home
+    elif cuda is None and options.torch_from_env and facts.env_torch_cmake_needs_cuda \
+            and facts.cuda_home:
+        # A CUDA torch's CMake config needs a toolkit even for CPU companions; left alone,
+        # torch's helper guesses CUDA_HOME from nvcc's location (/usr/local for a wrapper, #17).
+        env["CUDA_HOME"] = facts.cuda_home
     if options.env in {"conda", "conda-exe"}:
         # The env's activation sets CMAKE_PREFIX_PATH with conda-forge's targets/<arch> CUDA
         # layout in it; the recipe's plain {prefix} would hide those headers and libraries.

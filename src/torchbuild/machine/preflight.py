@@ -111,6 +111,7 @@ class PreflightRequest:
         return env
     # --allow-missing: features (and torchvision codecs) the user accepts without.
     allow_missing: tuple[str, ...] = ()
+    torch_from_env: bool = False     # companions against the torch already in the env
 
     @property
     def uses_host_compiler(self) -> bool:
@@ -338,9 +339,37 @@ def codec_findings(req: PreflightRequest, facts: MachineFacts) -> list[Finding]:
                   codecs.install_hint(names, req.cuda), PreflightError)]
 
 
+# Companions whose build configures against torch's installed CMake config (find_package(Torch)
+# in torchaudio's and torchtext's CMakeLists.txt); torchvision builds with cpp_extension alone.
+TORCH_CMAKE_USERS = ("audio", "text")
+
+
+def torch_cmake_findings(req: PreflightRequest, facts: MachineFacts) -> list[Finding]:
+    """A CUDA torch in the env makes CMake demand a toolkit even for --cpu companions (its
+    Caffe2Config.cmake: "uses CUDA but I cannot find the CUDA libraries", #17)."""
+    users = [n for n in TORCH_CMAKE_USERS if req.companions.get(n, "none") != "none"]
+    if not (req.cpu and req.torch_from_env and facts.env_torch_cmake_needs_cuda and users):
+        return []
+    where = facts.env_python or "the build env"
+    tk = facts.toolkit
+    if tk is not None and tk.complete:
+        return [ok("torch-cuda", f"the torch in {where} is a CUDA build; its CMake config gets "
+                   f"CUDA_HOME={tk.root}")]
+    found = (f"nvcc at {tk.nvcc} has no toolkit root with headers and libraries" if tk
+             else "no CUDA toolkit was found ($CUDA_HOME, nvcc on PATH, /usr/local/cuda)")
+    msg = (f"the torch in {where} is a CUDA build: its CMake config (Caffe2Config.cmake) needs "
+           f"the CUDA toolkit to configure {', '.join(users)}, even with --cpu, and {found}")
+    fix = ("install the CUDA toolkit that torch was built with and set CUDA_HOME to it "
+           "(torchbuild passes it to the build), or put a CPU torch into that env (pip install "
+           "torch --index-url https://download.pytorch.org/whl/cpu), or skip them with "
+           + " ".join(f"--{n} none" for n in users))
+    return [error("torch-cuda", msg, fix, MissingToolError, forceable=False)]
+
+
 def machine_findings(req: PreflightRequest, facts: MachineFacts, kn: Knowledge) -> list[Finding]:
     return [*wsl_findings(req, facts), *git_findings(req, facts), *cmake_findings(req, facts, kn),
-            *toolkit_findings(req, facts), *compiler_findings(req, facts, kn),
+            *toolkit_findings(req, facts), *torch_cmake_findings(req, facts),
+            *compiler_findings(req, facts, kn),
             *driver_findings(req, facts), *resource_findings(req, facts),
             *codec_findings(req, facts)]
 
@@ -495,7 +524,8 @@ def request_for_plan(plan: Plan, options: Options) -> PreflightRequest:
         environ=options.environ, jobs=options.jobs, jobs_decision=plan.jobs_decision,
         recipe_dir=options.recipe_dir, release=plan.release,
         allow_missing=tuple(options.allow_missing), tool_dirs=_tool_dirs(plan),
-        cmake_policy_minimum=_torch_step_env(plan).get("CMAKE_POLICY_VERSION_MINIMUM"))
+        cmake_policy_minimum=_torch_step_env(plan).get("CMAKE_POLICY_VERSION_MINIMUM"),
+        torch_from_env=plan.torch_from_env)
 
 
 def _tool_dirs(plan: Plan) -> tuple[Path, ...]:
