@@ -24,7 +24,10 @@ TOOLKIT = Toolkit("/usr/local/cuda-12.6/bin/nvcc", "12.6", Path("/usr/local/cuda
                   ("7.5", "8.0", "8.6", "9.0"), 13, None)
 MACHINE = facts.Facts(cores=8, mem=MemInfo(64.0, 60.0, 0.0, 0.0), machine="x86_64",
                       toolkit=TOOLKIT, host_python=sys.executable, host_python_version="3.12",
-                      env_python_version="3.12")
+                      env_python_version="3.12",
+                      # the companions' build requirements are there: nothing to install first
+                      env_packages={"setuptools": "80.9.0", "wheel": "0.45.1",
+                                    "ninja": "1.11.1.4", "cmake": "3.31.6"})
 
 
 @dataclasses.dataclass
