@@ -175,8 +175,10 @@ class Options:
                            session=True)
     json: bool = option("bool", False, "with --dry-run: print the plan as JSON",
                         container="host", session=True)
-    set: tuple[tuple[str, str], ...] = option("list", (), "extra build variable KEY=VALUE "
-                                              "(repeatable)", metavar="KEY=VALUE")
+    set: tuple[tuple[str, str], ...] = option("list", (), "extra build variable KEY=VALUE for "
+                                              "every step, or COMPONENT:KEY=VALUE for one "
+                                              "component's (repeatable)",
+                                              metavar="[COMPONENT:]KEY=VALUE")
     torch_from_env: bool = option("bool", False, "skip building torch; build the companions "
                                   "against the torch installed in the build env",
                                   container="refuse")
@@ -331,15 +333,35 @@ def _read_config(path: Path) -> dict[str, Any]:
     return out
 
 
+# `--set COMPONENT:KEY=VALUE` names one of these (recipe.COMPONENTS; not imported: options.py
+# stays below the knowledge wing).
+SET_COMPONENTS = ("torch", "vision", "audio", "text")
+
+
 def _parse_set(items: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """``KEY=VALUE`` for every build step, ``COMPONENT:KEY=VALUE`` for one component's steps
+    (kept as the pair ``("COMPONENT:KEY", VALUE)``)."""
     pairs = []
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not _ENV_NAME.match(key):
-            msg = f"--set {item!r}: expected KEY=VALUE with KEY a valid environment name"
-            raise UsageError(msg, fix="e.g. --set USE_FLASH_ATTENTION=0")
+        comp, colon, name = key.rpartition(":")
+        if not sep or not _ENV_NAME.match(name) or (colon and comp not in SET_COMPONENTS):
+            msg = (f"--set {item!r}: expected KEY=VALUE or COMPONENT:KEY=VALUE, with KEY a valid "
+                   f"environment name and COMPONENT one of {', '.join(SET_COMPONENTS)}")
+            raise UsageError(msg, fix="e.g. --set USE_FLASH_ATTENTION=0, or --set "
+                             "audio:CUDA_HOME=/usr/local/cuda-12.4 for torchaudio only")
         pairs.append((key, value))
     return tuple(pairs)
+
+
+def set_for(pairs: Sequence[tuple[str, str]], component: str | None) -> dict[str, str]:
+    """The ``--set`` variables of one component's steps: the global ones, then that component's
+    (which win). ``component=None``: the global ones only."""
+    out = {k: v for k, v in pairs if ":" not in k}
+    if component is not None:
+        prefix = f"{component}:"
+        out.update({k[len(prefix):]: v for k, v in pairs if k.startswith(prefix)})
+    return out
 
 
 def resolve(cli: Mapping[str, Any], environ: Mapping[str, str]) -> Options:

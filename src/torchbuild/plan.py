@@ -29,7 +29,7 @@ from torchbuild.knowledge.jobs import JobsDecision, build_jobs, compiler_env
 from torchbuild.knowledge.labels import companion_version, cuda_tag, version_label
 from torchbuild.knowledge.recipe import Backend, RecipeBook, Release
 from torchbuild.machine.facts import Facts, is_version
-from torchbuild.options import Options
+from torchbuild.options import Options, set_for
 
 PLAN_SCHEMA = 1
 # A pip constraint file that pins torch (corporate setups, CI images) would refuse the wheel we
@@ -167,8 +167,8 @@ def redirect_url(url: str, mirror: str | None) -> str:
 def decide_jobs(facts: Facts, options: Options, cuda: str | None) -> JobsDecision:
     """MAX_JOBS (jobs.build_jobs) over what the compilers will see: the process environment with
     ``--set`` on top. ``--set MAX_JOBS=N`` is what reaches the compiler, so it counts as asked."""
-    env = compiler_env(options.environ, options.set)
-    asked = dict(options.set).get("MAX_JOBS", "")
+    env = compiler_env(options.environ, tuple(set_for(options.set, None).items()))
+    asked = set_for(options.set, None).get("MAX_JOBS", "")
     requested = int(asked) if asked.isdigit() and int(asked) > 0 else options.jobs
     return build_jobs(facts.mem_available_gb, facts.swap_free_gb, facts.cores,
                       arch_majors=[a.major for a in options.archs], cpu=cuda is None,
@@ -365,7 +365,7 @@ def _step_env(book: RecipeBook, comp: Component, release: Release, values: Mappi
         # Lets CMake >= 4 configure tags whose vendored deps ask for cmake < 3.5 (pytorch#154096).
         env["CMAKE_POLICY_VERSION_MINIMUM"] = "3.5"
     env.update(_PIP_OWN_WHEELS)
-    env.update(dict(options.set))
+    env.update(set_for(options.set, comp.name))
     return env
 
 
@@ -464,7 +464,8 @@ def make_plan(book: RecipeBook, options: Options, facts: Facts) -> Plan:
     for comp, src in zip(components, sources, strict=True):
         steps += _component_steps(book, comp, src, release, values, options, cuda, facts,
                                   wheels_dir, packaged)
-    if cuda is not None and values["magma"] == "0" and "USE_MAGMA" not in dict(options.set) \
+    own_magma = "USE_MAGMA" in set_for(options.set, "torch")
+    if cuda is not None and values["magma"] == "0" and not own_magma \
             and not options.torch_from_env:
         where = ("conda-forge has no MAGMA package for this CUDA" if env_spec.conda_specs else
                  f"the {env_spec.backend} backend brings no MAGMA (only --env conda does)")

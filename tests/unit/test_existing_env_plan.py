@@ -45,3 +45,12 @@ def test_nothing_missing_nothing_installed() -> None:
 def test_other_backends_bring_their_own_requirements() -> None:
     p = plan_for("--torch", "2.6.0", "--cpu", "--env", "venv")
     assert p.environment.pip_install == ()
+
+
+def test_a_component_set_reaches_only_that_components_steps() -> None:
+    p = plan_for("--torch", "2.6.0", "--cpu", "--torch-from-env", "--env", "existing",
+                 "--python", "/home/u/venv/bin/python", "--set", "audio:CUDA_HOME=/opt/cuda-12.4",
+                 "--set", "USE_X=1", facts=USER_VENV)
+    builds = {s.component: s.env for s in p.steps if s.kind == "build"}
+    assert builds["audio"]["CUDA_HOME"] == "/opt/cuda-12.4" and builds["audio"]["USE_X"] == "1"
+    assert "CUDA_HOME" not in builds["vision"] and builds["vision"]["USE_X"] == "1"

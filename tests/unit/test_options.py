@@ -8,7 +8,7 @@ import pytest
 from torchbuild.__main__ import build_parser
 from torchbuild.commands import docker, replay
 from torchbuild.errors import UsageError
-from torchbuild.options import OPTION_DEFS, Options, markdown_table, resolve, to_argv
+from torchbuild.options import OPTION_DEFS, Options, markdown_table, resolve, set_for, to_argv
 
 
 def _cli(*argv: str) -> dict:
@@ -129,3 +129,20 @@ def test_docker_and_replay_use_the_declared_classification():
     host = docker.build_args(resolve({"cc": "8.6", "dist": "/d", "dry_run": True,
                                       "verbose": True}, {}))
     assert host["TB_EXTRA_ARGS"] == "--verbose"
+
+
+def test_set_for_one_component_only():
+    opts = resolve(vars(build_parser().parse_args(
+        ["--cpu", "--set", "DEBUG=1", "--set", "audio:CUDA_HOME=/opt/cuda-12.4",
+         "--set", "audio:DEBUG=0"])), {"HOME": "/h"})
+    assert set_for(opts.set, None) == {"DEBUG": "1"}
+    assert set_for(opts.set, "vision") == {"DEBUG": "1"}
+    assert set_for(opts.set, "audio") == {"DEBUG": "0", "CUDA_HOME": "/opt/cuda-12.4"}
+    assert to_argv(opts, ["set"]) == ["--set", "DEBUG=1", "--set", "audio:CUDA_HOME=/opt/cuda-12.4",
+                                      "--set", "audio:DEBUG=0"]
+
+
+@pytest.mark.parametrize("item", ["torchaudio:X=1", "audio:1X=2", ":X=1", "audio:=1"])
+def test_set_names_a_known_component(item):
+    with pytest.raises(UsageError, match="COMPONENT:KEY=VALUE"):
+        resolve(vars(build_parser().parse_args(["--cpu", "--set", item])), {"HOME": "/h"})

@@ -162,7 +162,8 @@ SIGNATURES: tuple[Signature, ...] = (
          r"Your installed Caffe2 version uses CUDA but I cannot find the CUDA",
          "torch's CMake config (Caffe2Config.cmake) needs the CUDA toolkit torch was built with, "
          "even for --cpu companions. Install it, or point torchbuild at it with CUDA_HOME=/path "
-         "(it passes the toolkit it finds as CUDA_HOME), or build against a CPU torch; then "
+         "(it passes the toolkit it finds as CUDA_HOME; --set audio:CUDA_HOME=/path for one "
+         "component), or build against a CPU torch; then "
          "re-run the same command"),
     _sig("FM-33", "setup.py install is deprecated",
          r"setup\.py install is deprecated",

@@ -86,9 +86,10 @@ def relevant_env(env: Mapping[str, str],
 def step_inputs(argv: Sequence[str], env: Mapping[str, str], step_env: Mapping[str, str], *,
                 sources: Mapping[str, str], lock_sha256: str | None,
                 tools: Mapping[str, str], previous: str = "") -> StepInputs:
-    """A step's inputs as the build loop sees them. ``previous`` is the digest of the step before:
-    a step re-runs when anything before it in the plan re-ran with other inputs (torchvision
-    must be rebuilt against a torch built with other flags)."""
+    """A step's inputs as the build loop sees them. ``previous`` is the digest of the step it
+    follows (its own component's, or torch's last for a companion's first): a step re-runs when a
+    step it depends on re-ran with other inputs (torchvision must be rebuilt against a torch
+    built with other flags; not because torchaudio changed)."""
     extra = {f"tool {name}": version for name, version in tools.items()}
     if previous:
         extra["after"] = previous

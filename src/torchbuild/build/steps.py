@@ -103,7 +103,14 @@ class RunState:
 
     stamps: Stamps
     cache: CompilerCache | None = None
-    previous: str = ""
+    # The digest of each component's last step: a step re-runs when an earlier step *it depends
+    # on* re-ran with other inputs -- its own component's, and torch's for a companion -- never
+    # because another companion changed (--set audio:X must not rebuild torchvision, #17).
+    last: dict[str, str] = field(default_factory=dict)
+
+    def previous(self, component: str) -> str:
+        return self.last.get(component) or ("" if component == "torch"
+                                            else self.last.get("torch", ""))
     commits: dict[Path, str] = field(default_factory=dict)
     audit: Auditor | None = None
 
@@ -124,7 +131,8 @@ def _inputs(step: Step, argv: tuple[str, ...], env: Mapping[str, str], build_env
             state: RunState) -> StepInputs:
     tools = {k: v for k, v in build_env.tools.items() if k != "git"}
     return step_inputs(argv, env, step.env, sources=state.commit_of(step.cwd, env),
-                       lock_sha256=build_env.lock_sha256, tools=tools, previous=state.previous)
+                       lock_sha256=build_env.lock_sha256, tools=tools,
+                       previous=state.previous(step.component))
 
 
 def clean_tree(step: Step, env: Mapping[str, str], log_path: Path) -> None:
@@ -210,7 +218,7 @@ def execute_step(step: Step, index: int, plan: Plan, build_env: BuildEnv,
     argv = resolve_argv(step, result.wheels)
     env = {**build_env.env, **step.env}
     inputs = _inputs(step, argv, env, build_env, state)
-    state.previous = inputs.digest()
+    state.last[step.component] = inputs.digest()
     record = StepRecord(step.id, argv, dict(step.env), str(step.cwd), log=str(log_path))
     log.step(f"[{index}/{len(plan.steps)}] {step.description}")
     status = state.stamps.check(step.id, inputs)
