@@ -18,7 +18,7 @@ import shlex
 import shutil
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,9 @@ class VerifyRequest:
     features: tuple[str, ...] = ()  # subset of FEATURES that must be on
     companions: tuple[str, ...] = ()  # companions that must import (others are checked if present)
     gpu_smoke: bool = True
+    # torchvision codecs that must decode/encode (jpeg, png; nvjpeg on a GPU): those the vision
+    # step did not turn off (TORCHVISION_USE_X=0, --allow-missing X).
+    codecs: tuple[str, ...] = ()
 
     @property
     def wants_cuda(self) -> bool:
@@ -427,6 +430,26 @@ def _check_companions(req: VerifyRequest, probe: Probe) -> list[Check]:
         checks.append(Check(name, "ok" if ops_ok else "FAILED", "imports, ops load", found,
                             CompanionError))
         checks += _check_pin(name, info.get("requires", []), torch_version)
+        if name == "torchvision":
+            checks += _check_codecs(req, info.get("codecs"))
+    return checks
+
+
+def _check_codecs(req: VerifyRequest, entry: Mapping[str, Any] | None) -> list[Check]:
+    """torchvision decodes a PNG and a JPEG the probe wrote, and encodes them back."""
+    if entry is None:
+        return []
+    if not entry.get("ok"):
+        return [Check("torchvision codecs", "FAILED" if req.codecs else "info", "run",
+                      str(entry.get("error", "?")), CompanionError)]
+    checks = []
+    for codec, res in sorted(entry["value"].items()):
+        ok = bool(res.get("ok") and res.get("value") is True)
+        wanted = codec in req.codecs
+        found = "decode + encode round trip" if ok else str(res.get("error", "wrong pixels"))
+        checks.append(Check(f"torchvision {codec}", "ok" if ok else ("FAILED" if wanted else
+                                                                     "info"),
+                            "decodes, encodes" if wanted else "-", found, CompanionError))
     return checks
 
 
@@ -456,8 +479,10 @@ def _check_smoke(req: VerifyRequest, probe: Probe) -> list[Check]:
     for name, res in smoke["value"].items():
         ok = res.get("ok") and res.get("value") is True
         found = "matches CPU" if ok else str(res.get("error", "wrong result"))
-        checks.append(Check(f"gpu {name}", "ok" if ok else "FAILED", "runs on " +
-                            str(devices[0][-1]), found, GpuSmokeError))
+        # nvjpeg is enforced only where the vision step built it (--allow-missing nvjpeg).
+        wanted = name != "nvjpeg decode" or "nvjpeg" in req.codecs
+        checks.append(Check(f"gpu {name}", "ok" if ok else ("FAILED" if wanted else "info"),
+                            "runs on " + str(devices[0][-1]), found, GpuSmokeError))
     return checks
 
 
@@ -588,10 +613,12 @@ def request_for_plan(plan: Plan, allow_missing: Sequence[str] | None = None,
     the features it did not switch off itself. Read from the typed plan (its ``allow_missing``
     and ``machine`` unless given)."""
     torch_env = next((s.env for s in plan.steps if s.id == "build-torch"), {})
-    return _request(plan.torch_version, plan.cuda, plan.archs if plan.cuda else (), torch_env,
-                    [c.dist for c in plan.components],
-                    plan.allow_missing if allow_missing is None else allow_missing,
-                    plan.machine if machine is None else machine)
+    vision_env = next((s.env for s in plan.steps if s.id == "build-vision"), {})
+    allowed = plan.allow_missing if allow_missing is None else allow_missing
+    request = _request(plan.torch_version, plan.cuda, plan.archs if plan.cuda else (),
+                       torch_env, [c.dist for c in plan.components], allowed,
+                       plan.machine if machine is None else machine)
+    return _with_codecs(request, vision_env, allowed)
 
 
 def verify_for_plan(plan: Plan, options: Options, wheels: Sequence[Path]) -> dict[str, Any]:
@@ -647,9 +674,22 @@ def request_from_manifest(manifest: Mapping[str, Any], allow_missing: Sequence[s
     archs = parse_cc(" ".join(plan.get("archs") or [])) if cuda and plan.get("archs") else ()
     steps = {s.get("id"): s for s in plan.get("steps", [])}
     env = steps.get("build-torch", {}).get("env") or {}
-    return _request(plan.get("torch_version"), cuda, archs, env,
-                    [str(c.get("dist")) for c in plan.get("components", [])], allow_missing,
-                    machine)
+    request = _request(plan.get("torch_version"), cuda, archs, env,
+                       [str(c.get("dist")) for c in plan.get("components", [])], allow_missing,
+                       machine)
+    return _with_codecs(request, steps.get("build-vision", {}).get("env") or {}, allow_missing)
+
+
+def _with_codecs(request: VerifyRequest, vision_env: Mapping[str, str],
+                 allow_missing: Sequence[str]) -> VerifyRequest:
+    """The codecs torchvision must decode with: those its build step did not switch off."""
+    if "torchvision" not in request.companions:
+        return request
+    codecs = ["jpeg", "png"] + (["nvjpeg"] if request.wants_cuda else [])
+    allowed = {a.lower() for a in allow_missing}
+    return replace(request, codecs=tuple(
+        c for c in codecs if c not in allowed
+        and vision_env.get(f"TORCHVISION_USE_{c.upper()}", "1") != "0"))
 
 
 def _request(torch_version: str | None, cuda: str | None, archs: tuple[Arch, ...],

@@ -2,11 +2,30 @@
 
 Standard library and the wheels under test only: it must never import torchbuild.
 """
+import base64
 import importlib
 import importlib.metadata as md
 import json
 import os
+import struct
 import sys
+import tempfile
+import zlib
+
+# An 8x8 RGB gradient (pixel (x, y) = (32x, 32y, 128)), JPEG quality 95 without chroma
+# subsampling (decodes within 3 of the pixels), written by Pillow: a file
+# torchvision did not encode itself.
+JPEG_8X8 = (
+    "/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAIBAQEBAQIBAQECAgICAgQDAgICAgUEBAMEBgUGBgYFBgYGBwkIBgcJBwYG"
+    "CAsICQoKCgoKBggLDAsKDAkKCgr/2wBDAQICAgICAgUDAwUKBwYHCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgoKCgoK"
+    "CgoKCgoKCgoKCgoKCgoKCgoKCgr/wAARCAAIAAgDAREAAhEBAxEB/8QAHwAAAQUBAQEBAQEAAAAAAAAAAAECAwQFBgcI"
+    "CQoL/8QAtRAAAgEDAwIEAwUFBAQAAAF9AQIDAAQRBRIhMUEGE1FhByJxFDKBkaEII0KxwRVS0fAkM2JyggkKFhcYGRol"
+    "JicoKSo0NTY3ODk6Q0RFRkdISUpTVFVWV1hZWmNkZWZnaGlqc3R1dnd4eXqDhIWGh4iJipKTlJWWl5iZmqKjpKWmp6ip"
+    "qrKztLW2t7i5usLDxMXGx8jJytLT1NXW19jZ2uHi4+Tl5ufo6erx8vP09fb3+Pn6/8QAHwEAAwEBAQEBAQEBAQAAAAAA"
+    "AAECAwQFBgcICQoL/8QAtREAAgECBAQDBAcFBAQAAQJ3AAECAxEEBSExBhJBUQdhcRMiMoEIFEKRobHBCSMzUvAVYnLR"
+    "ChYkNOEl8RcYGRomJygpKjU2Nzg5OkNERUZHSElKU1RVVldYWVpjZGVmZ2hpanN0dXZ3eHl6goOEhYaHiImKkpOUlZaX"
+    "mJmaoqOkpaanqKmqsrO0tba3uLm6wsPExcbHyMnK0tPU1dbX2Nna4uPk5ebn6Onq8vP09fb3+Pn6/9oADAMBAAIRAxEA"
+    "PwDhv2Uf+CVP/Ht/xTfp/wAsq+g4x8Yfi/efiZfRt8ev4P73t1P/2Q==")
 
 
 def attempt(fn):
@@ -37,6 +56,51 @@ def arch_flags(torch):
     flags = get() if get else None
     return flags.split() if flags else []
 
+def gradient():
+    return [[(32 * x, 32 * y, 128) for x in range(8)] for y in range(8)]
+
+def png_bytes(rows):
+    """A PNG written with zlib alone (8-bit RGB), so decoding it proves libpng, not our encoder."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(
+            ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    raw = b"".join(b"\0" + bytes(v for px in row for v in px) for row in rows)
+    head = struct.pack(">IIBBBBB", len(rows[0]), len(rows), 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", head) + chunk(b"IDAT", zlib.compress(raw))
+            + chunk(b"IEND", b""))
+
+def as_rows(img):
+    return [[tuple(int(img[c, y, x]) for c in range(3)) for x in range(img.shape[2])]
+            for y in range(img.shape[1])]
+
+def close(a, b, tol):
+    return all(abs(p - q) <= tol for ra, rb in zip(a, b) for pa, pb in zip(ra, rb)
+               for p, q in zip(pa, pb))
+
+def codecs(io):
+    """Decode a PNG and a JPEG written to disk here, encode them back, decode again."""
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        png, jpg = os.path.join(tmp, "t.png"), os.path.join(tmp, "t.jpg")
+        with open(png, "wb") as fh:
+            fh.write(png_bytes(gradient()))
+        with open(jpg, "wb") as fh:
+            fh.write(base64.b64decode(JPEG_8X8))
+
+        def png_round():
+            img = io.decode_png(io.read_file(png))
+            again = io.decode_png(io.encode_png(img))
+            return as_rows(img) == gradient() and as_rows(again) == gradient()
+
+        def jpeg_round():
+            img = io.decode_jpeg(io.read_file(jpg))
+            again = io.decode_jpeg(io.encode_jpeg(img, quality=95))
+            return (tuple(img.shape) == (3, 8, 8) and close(as_rows(img), gradient(), 16)
+                    and close(as_rows(again), gradient(), 24))
+        out["png"] = attempt(png_round)
+        out["jpeg"] = attempt(jpeg_round)
+    return out
+
 def gpu_smoke(torch, vision):
     import torch.nn.functional as F
     dev = torch.device("cuda")
@@ -47,13 +111,27 @@ def gpu_smoke(torch, vision):
     x, w = torch.randn(2, 3, 32, 32), torch.randn(8, 3, 3, 3)
     res["conv2d"] = attempt(lambda: bool(torch.allclose(F.conv2d(x.to(dev), w.to(dev)).cpu(),
                                                         F.conv2d(x, w), rtol=1e-2, atol=1e-2)))
+    # A small solve on the device: MAGMA (or cuSOLVER) behind torch.linalg, checked on the CPU.
+    g = torch.Generator().manual_seed(0)
+    m = torch.randn(64, 64, generator=g, dtype=torch.float64) + 64 * torch.eye(64,
+                                                                               dtype=torch.float64)
+    rhs = torch.randn(64, 3, generator=g, dtype=torch.float64)
+    res["linalg solve"] = attempt(lambda: bool(torch.allclose(
+        m @ torch.linalg.solve(m.to(dev), rhs.to(dev)).cpu(), rhs, atol=1e-8)))
     if vision:
         b = torch.tensor([[0., 0., 10., 10.], [1., 1., 10., 10.], [20., 20., 30., 30.]])
         s = torch.tensor([0.9, 0.8, 0.7])
         res["nms"] = attempt(lambda: torch.ops.torchvision.nms(b.to(dev), s.to(dev), 0.5)
                              .cpu().tolist() == [0, 2])
+        res["nvjpeg decode"] = attempt(lambda: nvjpeg(torch))
     torch.cuda.synchronize()
     return res
+
+def nvjpeg(torch):
+    io = importlib.import_module("torchvision.io")
+    data = torch.frombuffer(bytearray(base64.b64decode(JPEG_8X8)), dtype=torch.uint8)
+    img = io.decode_jpeg(data, device="cuda").cpu()
+    return tuple(img.shape) == (3, 8, 8) and close(as_rows(img), gradient(), 16)
 
 def companion(torch, name):
     mod = importlib.import_module(name)
@@ -64,6 +142,7 @@ def companion(torch, name):
         s = torch.tensor([0.9, 0.8, 0.7])
         info["ops"] = attempt(lambda: torch.ops.torchvision.nms(b, s, 0.5).tolist() == [0, 2])
         info["cuda"] = attempt(lambda: mod.version.cuda)
+        info["codecs"] = attempt(lambda: codecs(importlib.import_module("torchvision.io")))
     elif name == "torchaudio":
         # <= 2.8 says whether its native library loaded; later stable-ABI releases do not.
         flag = getattr(getattr(mod, "_extension", None), "_IS_TORCHAUDIO_EXT_AVAILABLE", None)
@@ -101,4 +180,5 @@ def main():
         out["smoke"] = attempt(lambda: gpu_smoke(torch, vision))
     return out
 
-print("TORCHBUILD-PROBE:" + json.dumps(main(), default=str), flush=True)
+if __name__ == "__main__":   # run as a script; tests import its helpers
+    print("TORCHBUILD-PROBE:" + json.dumps(main(), default=str), flush=True)
