@@ -21,9 +21,12 @@ from torchbuild.errors import CommandFailed, OfflineError, SourceError
 from torchbuild.logger import log
 from torchbuild.plan import SourceSpec, redirect_url
 
-# git >= 2.38.1 refuses file:// submodule clones unless asked (CVE-2022-39253); our mirrors are
-# local bare repos we created ourselves.
-_GIT = ("git", "-c", "protocol.file.allow=always", "-c", "advice.detachedHead=false")
+_GIT = ("git", "-c", "advice.detachedHead=false")
+# git >= 2.38.1 refuses file-transport submodule clones unless asked (CVE-2022-39253). Only the
+# `submodule update` whose URLs we pointed at our own local mirrors gets the permission; a URL
+# from an upstream .gitmodules never does. Every URL and path in an argv follows a `--`, so none
+# is read as an option (a mirror URL starting with `-`).
+_ALLOW_FILE = ("-c", "protocol.file.allow=always")
 
 
 @dataclass(frozen=True)
@@ -59,9 +62,11 @@ def mirror_path(cache_dir: Path, url: str) -> Path:
     return cache_dir / "git" / safe
 
 
-def _git(args: list[str], ctx: GitContext, cwd: Path | None = None) -> None:
+def _git(args: list[str], ctx: GitContext, cwd: Path | None = None, *,
+         local_mirrors: bool = False) -> None:
+    allow = _ALLOW_FILE if local_mirrors else ()
     try:
-        run([*_GIT, *args], env=ctx.env, cwd=cwd, log_path=ctx.log_path, echo=log.detail)
+        run([*_GIT, *allow, *args], env=ctx.env, cwd=cwd, log_path=ctx.log_path, echo=log.detail)
     except CommandFailed as exc:
         if not exc.disk_full:
             raise
@@ -166,10 +171,10 @@ def _fetch_into(path: Path, fetch_url: str, ctx: GitContext) -> None:
         if not path.is_dir():
             tmp = path.with_name(path.name + ".partial")
             shutil.rmtree(tmp, ignore_errors=True)
-            _git(["clone", "--mirror", fetch_url, str(tmp)], ctx)
+            _git(["clone", "--mirror", "--", fetch_url, str(tmp)], ctx)
             tmp.rename(path)
         else:
-            _git(["-C", str(path), "remote", "set-url", "origin", fetch_url], ctx)
+            _git(["-C", str(path), "remote", "set-url", "--", "origin", fetch_url], ctx)
             _git(["-C", str(path), "fetch", "--prune", "origin"], ctx)
     except CommandFailed as exc:
         msg = f"cannot fetch {fetch_url}: {' '.join(exc.digest[-3:]) or exc.message}"
@@ -185,12 +190,12 @@ def _checkout_repo(mirror: Path, dest: Path, rev: str, ctx: GitContext) -> str:
         head = _has_commit(dest, "HEAD", ctx)
         if head == commit:
             return commit
-        _git(["-C", str(dest), "fetch", "--tags", str(mirror), commit], ctx)
+        _git(["-C", str(dest), "fetch", "--tags", "--", str(mirror), commit], ctx)
     else:
         tmp = dest.with_name(dest.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        _git(["clone", "--no-checkout", str(mirror), str(tmp)], ctx)
+        _git(["clone", "--no-checkout", "--", str(mirror), str(tmp)], ctx)
         tmp.rename(dest)
     _git(["-C", str(dest), "checkout", "--force", "--detach", commit], ctx)
     return commit
@@ -247,8 +252,9 @@ def update_submodules(repo: Path, parent_url: str, ctx: GitContext,
             _drop_corrupt_checkout(repo / ".git" / "modules" / name, ctx)
             if not (repo / ".git" / "modules" / name).exists():
                 shutil.rmtree(repo / path, ignore_errors=True)
-        _git(["-C", str(repo), "config", f"submodule.{name}.url", str(mirror)], ctx)
-        _git(["-C", str(repo), "submodule", "update", "--init", "--force", "--", path], ctx)
+        _git(["-C", str(repo), "config", "--", f"submodule.{name}.url", str(mirror)], ctx)
+        _git(["-C", str(repo), "submodule", "update", "--init", "--force", "--", path], ctx,
+             local_mirrors=True)
         recorded[prefix + path] = commit
         recorded.update(update_submodules(repo / path, url, ctx, prefix + path + "/"))
     return recorded

@@ -9,6 +9,7 @@ failure shows the first real errors and the known causes (diagnose.py).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import shutil
 import time
 from collections.abc import Callable, Mapping
@@ -130,9 +131,24 @@ class RunState:
 def _inputs(step: Step, argv: tuple[str, ...], env: Mapping[str, str], build_env: BuildEnv,
             state: RunState) -> StepInputs:
     tools = {k: v for k, v in build_env.tools.items() if k != "git"}
-    return step_inputs(argv, env, step.env, sources=state.commit_of(step.cwd, env),
-                       lock_sha256=build_env.lock_sha256, tools=tools,
-                       previous=state.previous(step.component))
+    inputs = step_inputs(argv, env, step.env, sources=state.commit_of(step.cwd, env),
+                         lock_sha256=build_env.lock_sha256, tools=tools,
+                         previous=state.previous(step.component))
+    if step.kind != "install":
+        return inputs
+    # The wheel's path is the same after a rebuild: its bytes decide whether the build env has
+    # it. Without this a wheel deleted from work/wheels and rebuilt left the old one installed.
+    wheels = {f"wheel {Path(a).name}": sha256_of(Path(a)) for a in argv
+              if a.endswith(".whl") and Path(a).is_file()}
+    return dataclasses.replace(inputs, extra={**inputs.extra, **wheels})
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def clean_tree(step: Step, env: Mapping[str, str], log_path: Path) -> None:
