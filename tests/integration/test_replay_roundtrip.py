@@ -37,7 +37,9 @@ def recorded(mirror_root: tuple[Path, dict[str, str]],
 def test_unchanged_inputs_replay_to_the_same_wheel_contents(recorded: tuple[Path, Path]) -> None:
     tmp, manifest = recorded
     # --force: the preflight disk estimate is for real torch, not the fixtures, on a shared disk.
-    proc = _torchbuild("replay", str(manifest), "--force", tmp=tmp)
+    # --trust-manifest: the recorded --git-mirror and --recipe-dir are this test's fixtures, not
+    # the user's own settings (an untrusted manifest is test_a_redirected_mirror_is_refused).
+    proc = _torchbuild("replay", str(manifest), "--force", "--trust-manifest", tmp=tmp)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert "every recorded input is the same here" in out
@@ -65,10 +67,34 @@ def test_a_changed_input_is_reported_before_anything_starts(recorded: tuple[Path
     edited = tmp / "edited" / "torchbuild-manifest.json"
     edited.parent.mkdir()
     edited.write_text(json.dumps(data))
-    proc = _torchbuild("replay", str(edited), "--strict", "--force", tmp=tmp)
+    proc = _torchbuild("replay", str(edited), "--strict", "--force", "--trust-manifest", tmp=tmp)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 10, out[-3000:]
     assert "steps.build-torch.env.TORCH_CUDA_ARCH_LIST" in out
     assert "toolchain.git" in out
     assert "==> build" not in out  # refused before the first step
     assert not (edited.parent / "replay").exists()
+
+
+def test_a_redirected_mirror_is_refused_unless_trusted(recorded: tuple[Path, Path]) -> None:
+    """Issue #14: a manifest edited to fetch from another git mirror listed 21 differences, and
+    the mirror was not among them. Now every code-deciding input is listed, and one that differs
+    from the user's own settings is refused in seconds unless confirmed or given explicitly."""
+    tmp, manifest = recorded
+    data = json.loads(manifest.read_text())
+    data["options"]["git_mirror"] = {"value": "file:///srv/evil", "origin": "command line"}
+    data["options"]["set"] = {"value": [["LD_PRELOAD", "/tmp/x.so"]], "origin": "command line"}
+    edited = tmp / "evil" / "torchbuild-manifest.json"
+    edited.parent.mkdir()
+    edited.write_text(json.dumps(data))
+    proc = _torchbuild("replay", str(edited), "--force", tmp=tmp)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 10, out[-3000:]
+    assert "file:///srv/evil" in proc.stderr and "LD_PRELOAD=/tmp/x.so" in proc.stderr
+    assert "--trust-manifest" in proc.stderr and "Traceback" not in out
+    assert "--recipe-dir" in out and "--conda-exe" in out     # every such input is listed
+    assert "==> sources" not in out and not (edited.parent / "replay").exists()
+    # Confirmed: listed as trusted, and the replay goes on.
+    dry = _torchbuild("replay", str(edited), "--dry-run", "--trust-manifest", tmp=tmp)
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    assert "trusted" in dry.stdout

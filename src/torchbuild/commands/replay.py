@@ -22,7 +22,7 @@ from typing import Any
 from torchbuild import __version__
 from torchbuild.build.deps import recorded_from_manifest
 from torchbuild.env.buildenv import base_environment, tool_versions
-from torchbuild.errors import IntegrityError, UsageError
+from torchbuild.errors import IntegrityError, TorchbuildError, UsageError
 from torchbuild.logger import log
 from torchbuild.options import OPTION_DEFS, Options, add_build_arguments, resolve, to_argv
 from torchbuild.pipeline import prepare, run_build
@@ -35,6 +35,17 @@ MANIFEST_NAME = "torchbuild-manifest.json"
 # they are never replayed; ``retarget`` ones a replay may point elsewhere (another machine, dir).
 _SESSION_OPTIONS = frozenset(d.name for d in OPTION_DEFS if d.session)
 OVERRIDABLE = tuple(d.name for d in OPTION_DEFS if d.retarget)
+# Inputs that decide what code runs and where it comes from. A manifest is a file anyone may
+# have edited: these are shown, and one that differs from the user's own setting is refused
+# unless given on the replay command line or confirmed with --trust-manifest.
+TRUST_INPUTS: dict[str, str] = {
+    "git_mirror": "--git-mirror (where every repository and submodule is fetched from)",
+    "channel": "--channel (conda channels the env comes from)",
+    "recipe_dir": "--recipe-dir (recipes: repos, tags, build commands)",
+    "set": "--set (variables every build step sees)",
+    "python": "--python (the interpreter or Python version builds run with)",
+    "conda_exe": "--conda-exe (the conda binary that creates the env)",
+}
 # Toolchain entries known before the build env exists (python/cmake/ninja come from the env).
 HOST_TOOLS = ("gcc", "nvcc", "git")
 
@@ -251,6 +262,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--strict", action="store_true",
                    help="refuse to start when any input differs from the record")
     p.add_argument("--dry-run", action="store_true", help="only report the input differences")
+    p.add_argument("--trust-manifest", action="store_true",
+                   help="accept the manifest's git mirror, channels, recipe dir, --set, "
+                   "--python and --conda-exe where they differ from your own settings")
     p.set_defaults(func=main)
 
 
@@ -283,10 +297,57 @@ def prepare_replay(manifest_path: Path, args: argparse.Namespace, environ: Mappi
     return manifest, options, plan, diffs
 
 
+def _shown(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        parts = ["=".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+                 for v in value]
+        return " ".join(parts) or "(none)"
+    return "(none)" if value in (None, "") else str(value)
+
+
+def _recorded_option(manifest: Mapping[str, Any], name: str) -> Any:
+    entry = manifest.get("options", {}).get(name)
+    return entry.get("value") if isinstance(entry, Mapping) else entry
+
+
+def trust_problems(manifest: Mapping[str, Any], args: argparse.Namespace,
+                   environ: Mapping[str, str]) -> tuple[list[list[str]], list[str]]:
+    """(table rows of every code-deciding input, the ones to refuse). "Yours" is what your own
+    TORCHBUILD_* variables, config file and defaults give; a flag given to replay wins."""
+    try:
+        own = resolve({}, environ)
+    except TorchbuildError:
+        own = resolve({}, {})
+    rows, refused = [], []
+    for name, what in TRUST_INPUTS.items():
+        recorded = _shown(_recorded_option(manifest, name))
+        mine = _shown(getattr(own, name, None))
+        given = getattr(args, name, None) is not None
+        verdict = "given" if given else "same" if recorded == mine else (
+            "trusted" if args.trust_manifest else "REFUSED")
+        rows.append([what.split(" ", 1)[0], recorded, mine, verdict])
+        if verdict == "REFUSED":
+            refused.append(f"{what}: the manifest says {recorded}, yours is {mine}")
+    return rows, refused
+
+
+def _check_trust(manifest: Mapping[str, Any], args: argparse.Namespace,
+                 environ: Mapping[str, str], manifest_path: Path) -> None:
+    rows, refused = trust_problems(manifest, args, environ)
+    log.info("inputs that decide what code runs and where it comes from:")
+    log.table(rows, ["input", "manifest", "yours", ""])
+    if refused:
+        msg = (f"{manifest_path} would change what code runs: " + "; ".join(refused))
+        raise IntegrityError(msg, fix="if you trust this manifest, re-run with "
+                             "--trust-manifest; or pass the value you want explicitly (e.g. "
+                             "--git-mirror URL)")
+
+
 def main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     manifest_path = Path(args.manifest)
     manifest, options, plan, diffs = prepare_replay(manifest_path, args, environ)
     log.step(f"replay {manifest_path}")
+    _check_trust(manifest, args, environ, manifest_path)
     log.info("as: python -m torchbuild " + shlex.join(to_argv(options)))
     if diffs:
         log.warn(f"{len(diffs)} input(s) differ from the record")
