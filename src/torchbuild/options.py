@@ -192,8 +192,9 @@ class Options:
     compiler_cache: str = option("choice", "auto", "compiler cache launcher",
                                  choices=COMPILER_CACHES)
     allow_missing: tuple[str, ...] = option("list", (), "accept a feature CMake turned off "
-                                            "(cudnn, magma, mkl, nccl, ...) (repeatable)",
-                                            metavar="FEATURE")
+                                            "(cudnn, magma, mkl, nccl, cudss, ...) or build "
+                                            "torchvision without a codec (jpeg, png, webp, "
+                                            "nvjpeg) (repeatable)", metavar="FEATURE")
     stop_after: str | None = option("choice", None, "stop with exit 0 after this stage (configure: "
                                     "after the CMake audit); a later run without it continues",
                                     choices=STOP_AFTER, session=True)
