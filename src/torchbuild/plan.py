@@ -147,6 +147,17 @@ class Plan:
 # Small pure helpers
 
 
+def plain_http_warnings(channels: Sequence[str], git_mirror: str | None) -> list[str]:
+    """Unencrypted sources: anyone on the path can substitute packages or commits (the lock's
+    hashes and the pinned commits still catch a change, a first solve or clone does not)."""
+    out = [f"conda channel {c} is plain http://: a package can be swapped in transit; use "
+           "https://" for c in channels if c.startswith("http://")]
+    if git_mirror and git_mirror.startswith(("http://", "git://")):
+        out.append(f"--git-mirror {git_mirror} is unencrypted: a repository can be swapped in "
+                   "transit; use https://, ssh:// or file://")
+    return out
+
+
 def redirect_url(url: str, mirror: str | None) -> str:
     """``https://github.com/pytorch/vision.git`` + ``file:///m`` -> ``file:///m/pytorch/vision.git``.
 
@@ -472,6 +483,8 @@ def make_plan(book: RecipeBook, options: Options, facts: Facts) -> Plan:
         warnings.append(f"no MAGMA for CUDA {cuda} ({where}): building with USE_MAGMA=0 "
                         "(slower GPU linear algebra); --set USE_MAGMA=1 with MAGMA_HOME set to "
                         "your own MAGMA to use it")
+    warnings += plain_http_warnings(env_spec.channels if env_spec.conda_specs else (),
+                                    options.git_mirror)
     if not components:
         msg = "nothing to build: torch comes from the env and every companion is 'none'"
         raise UsageError(msg, fix="drop --torch-from-env or ask for a companion")

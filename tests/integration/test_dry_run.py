@@ -131,3 +131,12 @@ def test_refused_request_dry_run_exits_like_the_real_run(cli):
     dry = cli("--cc", "3.5", "--cuda", "13.0", "--dry-run")
     real = cli("--cc", "3.5", "--cuda", "13.0")
     assert dry.returncode == real.returncode != 0, (dry.stderr, real.stderr)
+
+
+def test_plain_http_sources_are_warned_about(cli):
+    proc = cli("--cc", "8.6", "--channel", "http://conda.example.invalid/cf", "--git-mirror",
+               "http://git.example.invalid", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout + proc.stderr
+    assert "http://conda.example.invalid/cf is plain http://" in out
+    assert "--git-mirror http://git.example.invalid is unencrypted" in out

@@ -83,6 +83,8 @@ def create_conda_exe_env(spec: CondaEnvRequest, base_env: Mapping[str, str], *, 
                          conda_exe: str | None, offline: bool = False,
                          dist_lock_copy: Path | None = None) -> BuildEnv:
     exe = find_conda_exe(conda_exe, base_env)
+    log.warn(f"{Path(exe).name} verifies the env's packages by md5 only (an @EXPLICIT list has "
+             "no sha256; the manifest records this); the default --env conda checks sha256")
     lock_path = obtain_lock(spec, RattlerBackend(cache_dir=cache_dir, offline=offline))
     lock = conda_lock.read(lock_path)
     lock_sha = conda_lock.file_sha256(lock_path)

@@ -134,6 +134,13 @@ def _remove_dead_staging(dist: Path) -> None:
             shutil.rmtree(stale, ignore_errors=True)
 
 
+def package_hash(backend: str) -> str | None:
+    """How the env's packages were checked against the lock: rattler checks sha256; the
+    @EXPLICIT list a user's conda/mamba installs (--env conda-exe) carries md5 only."""
+    return {"conda": "sha256", "conda-exe": "md5 (the @EXPLICIT list carries no sha256)"}.get(
+        backend)
+
+
 def options_json(options: Options) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, origin in options.origin.items():
@@ -186,6 +193,7 @@ def build_manifest(plan: Plan, options: Options, result: BuildResult, checkouts:
                         "python_version": plan.environment.python_version,
                         "lock": build_env.lock_path.name if build_env.lock_path else None,
                         "lock_sha256": build_env.lock_sha256,
+                        "package_hash": package_hash(build_env.backend),
                         "pip_requirements": list(plan.environment.pip_requirements),
                         "conda_specs": list(plan.environment.conda_specs)},
         "toolchain": dict(build_env.tools),
