@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -49,6 +50,33 @@ def _jobs(text: str) -> int:
 
 def _words(text: str) -> tuple[str, ...]:
     return tuple(w for w in re.split(r"[\s,]+", text.strip()) if w)
+
+
+# A second KEY= after a space or comma: the old comma/space-separated TORCHBUILD_SET form.
+_ANOTHER_KEY = re.compile(r"[\s,][A-Za-z_][A-Za-z0-9_]*(:[A-Za-z_][A-Za-z0-9_]*)?=")
+
+
+def _set_items(text: str) -> tuple[str, ...]:
+    """TORCHBUILD_SET (or a config string): a JSON array of "KEY=VALUE" strings, or one
+    KEY=VALUE per line. Values keep their commas and spaces (CFLAGS="-O2 -g"): neither a newline
+    nor JSON's quoting can be confused with a value's own characters."""
+    stripped = text.strip()
+    if stripped.startswith("["):
+        try:
+            items = json.loads(stripped)
+        except ValueError as exc:
+            msg = f"not a JSON array of strings ({exc})"
+            raise ValueError(msg) from None
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            msg = 'a JSON array must hold "KEY=VALUE" strings'
+            raise ValueError(msg)
+        return tuple(items)
+    lines = tuple(line.strip() for line in stripped.splitlines() if line.strip())
+    if len(lines) == 1 and _ANOTHER_KEY.search(lines[0]):
+        msg = ("several KEY=VALUE on one line are ambiguous (a value may hold spaces and commas); "
+               "put one per line, or a JSON array: '[\"A=1\", \"CFLAGS=-O2 -g\"]'")
+        raise ValueError(msg)
+    return lines
 
 
 _META = "torchbuild.option"
@@ -298,6 +326,8 @@ def _convert(d: OptionDef, raw: Any, where: str) -> Any:
             return raw if isinstance(raw, int) and not isinstance(raw, bool) else _jobs(str(raw))
         if d.kind == "path":
             return Path(str(raw)).expanduser()
+        if d.kind == "list" and d.name == "set" and not isinstance(raw, (list, tuple)):
+            return _set_items(str(raw))
         if d.kind == "list":
             items: Sequence[Any] = raw if isinstance(raw, (list, tuple)) else _words(str(raw))
             return tuple(str(x) for x in items)

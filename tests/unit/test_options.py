@@ -146,3 +146,15 @@ def test_set_for_one_component_only():
 def test_set_names_a_known_component(item):
     with pytest.raises(UsageError, match="COMPONENT:KEY=VALUE"):
         resolve(vars(build_parser().parse_args(["--cpu", "--set", item])), {"HOME": "/h"})
+
+
+def test_torchbuild_set_keeps_spaces_and_commas_in_values() -> None:
+    """Issue #14: TORCHBUILD_SET split on commas and spaces, so CFLAGS="-O2 -g" could not be set."""
+    as_json = resolve({}, {"TORCHBUILD_SET": '["CFLAGS=-O2 -g", "audio:LIST=a,b"]'})
+    assert as_json.set == (("CFLAGS", "-O2 -g"), ("audio:LIST", "a,b"))
+    by_line = resolve({}, {"TORCHBUILD_SET": "CFLAGS=-O2 -g\nLIST=a,b\n"})
+    assert by_line.set == (("CFLAGS", "-O2 -g"), ("LIST", "a,b"))
+    assert resolve({}, {"TORCHBUILD_SET": "CFLAGS=-O2 -g"}).set == (("CFLAGS", "-O2 -g"),)
+    with pytest.raises(UsageError) as err:
+        resolve({}, {"TORCHBUILD_SET": "A=1,B=2"})
+    assert "one per line" in err.value.message and "JSON" in err.value.message
