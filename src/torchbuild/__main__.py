@@ -7,8 +7,10 @@ import argparse
 import atexit
 import importlib
 import os
+import shutil
 import signal
 import sys
+import textwrap
 import time
 import traceback
 from collections.abc import Mapping, Sequence
@@ -24,7 +26,7 @@ from torchbuild.errors import (
     interrupted,
 )
 from torchbuild.logger import configure_from_environ, log
-from torchbuild.options import add_build_arguments, resolve
+from torchbuild.options import HelpFormatter, add_build_arguments, resolve
 from torchbuild.pipeline import run_build
 
 # Verbs other than the default build: module name -> one-line help. Each module exposes
@@ -43,17 +45,31 @@ class _Parser(argparse.ArgumentParser):
     """argparse exits with 2 on bad input itself; route that through our error type instead."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message}", fix=f"see `{self.prog} --help`")
+        # The message is printed after "torchbuild: bad option:"; only a verb's parser adds its
+        # own name ("verify: ...").
+        verb = self.prog.removeprefix("torchbuild").strip()
+        raise UsageError(f"{verb}: {message}" if verb else message,
+                         fix=f"see `{self.prog} --help`")
+
+
+EXAMPLES = """examples:
+  torchbuild --cc 8.6                        newest torch for an RTX 30xx, into ./dist
+  torchbuild --cc 6.1 --dry-run              the plan for a Pascal GPU: release, CUDA, steps
+  torchbuild --cc "7.5 8.6" --torch 2.9.1 --python 3.12 --install-into ~/venv/bin/python"""
 
 
 def build_parser() -> argparse.ArgumentParser:
     verbs = "\n".join(f"  {name:<8} {text}" for name, text in SUBCOMMANDS.items())
     parser = _Parser(
         prog="torchbuild",
-        description="Build PyTorch and its companions (torchvision, torchaudio, torchtext) from "
-        "source into wheels. `torchbuild --cc 8.6` builds the newest supported release.",
-        epilog=f"other commands (torchbuild COMMAND --help):\n{verbs}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="torchbuild [build] --cc CC|--cpu [options]\n       torchbuild COMMAND --help",
+        description=textwrap.fill(
+            "Build PyTorch and its companions (torchvision, torchaudio, torchtext) from source "
+            "into wheels. `torchbuild --cc 8.6` builds the newest release that can target the "
+            "GPU. Every option can also come from its TORCHBUILD_* variable or a --config file; "
+            "the command line wins.", width=min(100, shutil.get_terminal_size((100, 24)).columns)),
+        epilog=f"other commands (torchbuild COMMAND --help):\n{verbs}\n\n{EXAMPLES}",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"torchbuild {__version__}")
     add_build_arguments(parser)
@@ -68,7 +84,17 @@ def _subcommand_parser(verb: str) -> tuple[argparse.ArgumentParser, argparse.Nam
     return parser, None
 
 
+def _unknown_verb(word: str) -> UsageError:
+    verbs = ", ".join(["build", *SUBCOMMANDS])
+    return UsageError(f"unknown command {word!r} (commands: {verbs})",
+                      fix="see `torchbuild --help`; build options start with --, e.g. --cc 8.6")
+
+
 def _dispatch(argv: Sequence[str], environ: Mapping[str, str]) -> int:
+    if argv and argv[0] == "build":     # the explicit verb; the bare form builds too
+        argv = argv[1:]
+    elif argv and not argv[0].startswith("-") and argv[0] not in SUBCOMMANDS:
+        raise _unknown_verb(argv[0])
     if argv and argv[0] in SUBCOMMANDS:
         parser, _ = _subcommand_parser(argv[0])
         args = parser.parse_args(list(argv))
@@ -160,6 +186,24 @@ def _report(err: TorchbuildError) -> None:
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    started = time.monotonic()
+    code = _main(argv, environ)
+    # Every run ends with how long it took (stderr: stdout may be a --json plan).
+    took = time.monotonic() - started
+    print(f"torchbuild: {'done' if code == 0 else f'exit {code}'} after {_elapsed(took)}",
+          file=sys.stderr, flush=True)
+    return code
+
+
+def _elapsed(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
+
+
+def _main(argv: Sequence[str] | None, environ: Mapping[str, str] | None) -> int:
     environ = dict(os.environ if environ is None else environ)
     argv = list(sys.argv[1:] if argv is None else argv)
     try:

@@ -11,6 +11,7 @@ import argparse
 import difflib
 import json
 import re
+import shutil
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -87,6 +88,8 @@ Kind = Literal["str", "bool", "int", "path", "list", "choice"]
 # How the container path treats an option: forward it as a flag, leave it to the host side (the
 # container path chooses its own), or refuse it (it names something on the host the image lacks).
 InContainer = Literal["pass", "host", "refuse"]
+# The sections of --help, in order: what a person decides first comes first.
+GROUPS = ("what to build", "environment", "sources", "output", "behaviour")
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,7 @@ class OptionDef:
     session: bool = False
     retarget: bool = False
     env_default: Callable[[Mapping[str, str]], Any] | None = None
+    group: str = "behaviour"      # the --help section (GROUPS)
 
     @property
     def flag(self) -> str:
@@ -135,12 +139,13 @@ class OptionDef:
 def option(kind: Kind, default: T, help: str, *, choices: tuple[str, ...] = (),
            metavar: str | None = None, container: InContainer = "pass", session: bool = False,
            retarget: bool = False,
-           env_default: Callable[[Mapping[str, str]], Any] | None = None) -> T:
+           env_default: Callable[[Mapping[str, str]], Any] | None = None,
+           group: str = "behaviour") -> T:
     """Declare an option as an ``Options`` field: its default, plus what the parser, the
     TORCHBUILD_* variable, the config key, ``to_argv`` and docker/replay need to know."""
     spec = {"kind": kind, "default": default, "help": help, "choices": choices,
             "metavar": metavar, "container": container, "session": session,
-            "retarget": retarget, "env_default": env_default}
+            "retarget": retarget, "env_default": env_default, "group": group}
     return field(default=default, metadata={_META: spec})
 
 
@@ -156,81 +161,94 @@ class Options:
     ``tests/unit/test_options.py`` tells you to paste the new README table row)."""
 
     cc: str | None = option("str", None, 'GPU compute capabilities: "8.6", "7.5 8.6", '
-                            '"8.6+PTX", "9.0a", or "auto" (read from nvidia-smi)', metavar="CC")
+                            '"8.6+PTX", "9.0a", or "auto" (read from nvidia-smi)', metavar="CC",
+                            group="what to build")
     archs: tuple[Arch, ...] = ()          # derived from cc
     cc_auto: bool = False                 # derived from cc
-    cpu: bool = option("bool", False, "build without CUDA")
-    torch: str | None = option("str", None, "torch release to build (default: newest in the "
-                               "recipes)", metavar="X.Y.Z")
+    cpu: bool = option("bool", False, "build without CUDA", group="what to build")
+    torch: str | None = option("str", None, "torch release to build (default: the newest "
+                               "that can build --cc)", metavar="X.Y.Z", group="what to build")
     vision: str | None = option("str", None, "torchvision version, or 'none' to skip (default: "
-                                "the release's match)", metavar="VERSION|none")
+                                "the release's match)", metavar="VERSION|none",
+                                group="what to build")
     audio: str | None = option("str", None, "torchaudio version, or 'none' to skip",
-                               metavar="VERSION|none")
+                               metavar="VERSION|none", group="what to build")
     text: str | None = option("str", None, "torchtext version (old releases only), or 'none'",
-                              metavar="VERSION|none")
-    cuda: str | None = option("str", None, "CUDA version (default: the release's default for "
-                              "conda envs, the system toolkit for venv/existing)", metavar="X.Y")
-    python: str | None = option("str", None, "Python version for a new env (3.12), or an "
-                                "interpreter path (with --env existing or venv)",
-                                metavar="VERSION|PATH")
+                              metavar="VERSION|none", group="what to build")
+    cuda: str | None = option("str", None, "CUDA version (default: the release's official "
+                              "CUDA that can build --cc; venv/existing: the system "
+                              "toolkit)", metavar="X.Y", group="what to build")
+    python: str | None = option("str", None, "Python for a new env (default: this one if the "
+                                "release supports it, else its newest), or an interpreter "
+                                "path (--env existing/venv)",
+                                metavar="VERSION|PATH", group="what to build")
     env: str = option("choice", "conda", "build environment: conda (py-rattler, default), "
                       "conda-exe (your conda/mamba/micromamba), venv, existing",
-                      choices=ENV_BACKENDS)
+                      choices=ENV_BACKENDS, group="environment")
     conda_exe: str | None = option("str", None, "conda/mamba/micromamba binary for --env "
-                                   "conda-exe", metavar="PATH", container="refuse")
+                                   "conda-exe", metavar="PATH", container="refuse",
+                                   group="environment")
     lock: Path | None = option("path", None, "rebuild the conda env from this conda-lock.yml "
-                               "(no solve)", metavar="FILE", container="refuse")
+                               "(no solve)", metavar="FILE", container="refuse",
+                               group="environment")
     channel: tuple[str, ...] = option("list", (), "extra conda channel (repeatable)",
-                                      metavar="URL")
+                                      metavar="URL", group="environment")
     dist: Path = option("path", Path("dist"), "where wheels, manifest and lock go",
-                        metavar="DIR", container="host", retarget=True)
+                        metavar="DIR", container="host", retarget=True, group="output")
     work_dir: Path | None = option("path", None, "sources, build trees, logs (default: "
                                    "CACHE_DIR/work/torch-X.Y.Z-cuXYZ)", metavar="DIR",
-                                   container="host", retarget=True)
+                                   container="host", retarget=True, group="output")
     cache_dir: Path = option("path", Path("~/.cache/torchbuild"), "git mirrors, envs, compiler "
                              "cache (default: $XDG_CACHE_HOME/torchbuild)", metavar="DIR",
-                             container="host", retarget=True, env_default=_default_cache_dir)
+                             container="host", retarget=True, env_default=_default_cache_dir,
+                             group="output")
     recipe_dir: Path | None = option("path", None, "use recipes from this directory instead of "
-                                     "the built-in ones", metavar="DIR", container="refuse")
+                                     "the built-in ones", metavar="DIR", container="refuse",
+                                     group="sources")
     jobs: int | None = option("int", None, "parallel compile jobs (default: what RAM and cores "
-                              "allow)", metavar="N", retarget=True)
+                              "allow)", metavar="N", retarget=True, group="environment")
     git_mirror: str | None = option("str", None, "fetch every repo and submodule from this URL "
                                     "prefix (an internal git server, or file:///path)",
-                                    metavar="URL_PREFIX", retarget=True)
+                                    metavar="URL_PREFIX", retarget=True, group="sources")
     offline: bool = option("bool", False, "never touch the network; use only the caches",
-                           retarget=True)
+                           retarget=True, group="sources")
     dry_run: bool = option("bool", False, "print the plan and stop", container="host",
-                           session=True)
+                           session=True, group="behaviour")
     json: bool = option("bool", False, "with --dry-run: print the plan as JSON",
-                        container="host", session=True)
+                        container="host", session=True, group="behaviour")
     set: tuple[tuple[str, str], ...] = option("list", (), "extra build variable KEY=VALUE for "
                                               "every step, or COMPONENT:KEY=VALUE for one "
                                               "component's (repeatable)",
-                                              metavar="[COMPONENT:]KEY=VALUE")
+                                              metavar="[COMPONENT:]KEY=VALUE",
+                                              group="what to build")
     torch_from_env: bool = option("bool", False, "skip building torch; build the companions "
                                   "against the torch installed in the build env",
-                                  container="refuse")
+                                  container="refuse", group="what to build")
     install_into: str | None = option("str", None, "install the finished wheels (--no-deps) "
                                       "into this python, or conda env name/prefix",
-                                      metavar="TARGET", container="refuse", session=True)
+                                      metavar="TARGET", container="refuse", session=True,
+                                      group="output")
     force: bool = option("bool", False, "downgrade non-fatal refusals to warnings",
-                         session=True, retarget=True)
+                         session=True, retarget=True, group="behaviour")
     clean: bool = option("bool", False, "discard previous build state and start over",
-                         session=True)
+                         session=True, group="behaviour")
     compiler_cache: str = option("choice", "auto", "compiler cache launcher",
-                                 choices=COMPILER_CACHES)
+                                 choices=COMPILER_CACHES, group="environment")
     allow_missing: tuple[str, ...] = option("list", (), "accept a feature CMake turned off "
                                             "(cudnn, magma, mkl, nccl, cudss, ...) or build "
                                             "torchvision without a codec (jpeg, png, webp, "
-                                            "nvjpeg) (repeatable)", metavar="FEATURE")
+                                            "nvjpeg) (repeatable)", metavar="FEATURE",
+                                            group="what to build")
     stop_after: str | None = option("choice", None, "stop with exit 0 after this stage (configure: "
                                     "after the CMake audit); a later run without it continues",
-                                    choices=STOP_AFTER, session=True)
-    verify: bool = option("bool", True, "verify the wheels in a throwaway env after building")
+                                    choices=STOP_AFTER, session=True, group="behaviour")
+    verify: bool = option("bool", True, "verify the wheels in a throwaway env after building",
+                          group="output")
     verbose: bool = option("bool", False, "stream every build line to the terminal",
-                           session=True)
-    quiet: bool = option("bool", False, "print only step starts and ends", session=True)
-    debug: bool = option("bool", False, "show tracebacks", session=True)
+                           session=True, group="behaviour")
+    quiet: bool = option("bool", False, "print only step starts and ends", session=True,
+                         group="behaviour")
+    debug: bool = option("bool", False, "show tracebacks", session=True, group="behaviour")
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     origin: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -291,30 +309,56 @@ def _show(value: object) -> str:
     return "" if value is None else str(value)
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Option and help on one line where they fit, wrapped to the terminal (at most 100)."""
+
+    def __init__(self, prog: str) -> None:
+        width = min(100, shutil.get_terminal_size((100, 24)).columns)
+        super().__init__(prog, max_help_position=32, width=width)
+
+
+def help_text(d: OptionDef) -> str:
+    """The option's help with its default and its TORCHBUILD_* variable, for --help."""
+    if d.kind == "bool":
+        default = "on" if d.default else "off"
+    elif d.env_default is not None or d.default in (None, ()):
+        default = ""
+    else:
+        default = str(d.default)
+    shown = f"default {default}; " if default else ""
+    return f"{d.help} [{shown}${d.env_var}]".replace("%", "%%")
+
+
 def add_build_arguments(parser: argparse.ArgumentParser,
                         names: Iterable[str] | None = None) -> None:
-    """Every option (or those in ``names``) as a CLI flag; defaults are SUPPRESSed so we can tell
-    'given' from 'default'. ``--config`` comes only with the full set."""
+    """Every option (or those in ``names``) as a CLI flag, in the --help sections of ``GROUPS``;
+    defaults are SUPPRESSed so we can tell 'given' from 'default'. ``--config`` comes only with
+    the full set."""
     wanted = set(_BY_NAME if names is None else names)
+    used = {d.group for d in OPTION_DEFS if d.name in wanted} | ({"behaviour"} if names is None
+                                                                  else set())
+    sections = {g: parser.add_argument_group(g) for g in GROUPS if g in used}
     for d in OPTION_DEFS:
         if d.name not in wanted:
             continue
+        section, text = sections[d.group], help_text(d)
         if d.kind == "bool":
-            parser.add_argument(d.flag, dest=d.name, action=argparse.BooleanOptionalAction,
-                                default=argparse.SUPPRESS, help=d.help)
+            section.add_argument(d.flag, dest=d.name, action=argparse.BooleanOptionalAction,
+                                 default=argparse.SUPPRESS, help=text)
         elif d.kind == "list":
-            parser.add_argument(d.flag, dest=d.name, action="append", default=argparse.SUPPRESS,
-                                metavar=d.metavar, help=d.help)
+            section.add_argument(d.flag, dest=d.name, action="append", default=argparse.SUPPRESS,
+                                 metavar=d.metavar, help=text)
         elif d.kind == "choice":
-            parser.add_argument(d.flag, dest=d.name, choices=d.choices,
-                                default=argparse.SUPPRESS, help=d.help)
+            section.add_argument(d.flag, dest=d.name, choices=d.choices,
+                                 default=argparse.SUPPRESS, help=text)
         else:
-            parser.add_argument(d.flag, dest=d.name, default=argparse.SUPPRESS,
-                                metavar=d.metavar, help=d.help)
+            section.add_argument(d.flag, dest=d.name, default=argparse.SUPPRESS,
+                                 metavar=d.metavar, help=text)
     if names is not None:
         return
-    parser.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE",
-                        help="TOML file with option values (keys as the long options)")
+    sections["behaviour"].add_argument(
+        "--config", default=argparse.SUPPRESS, metavar="FILE",
+        help="TOML file with option values (keys as the long options) [$TORCHBUILD_CONFIG]")
 
 
 def _convert(d: OptionDef, raw: Any, where: str) -> Any:

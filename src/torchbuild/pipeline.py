@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -121,7 +122,8 @@ def run_build(options: Options, *, pins: Mapping[str, str] | None = None,
     if deps_pins:
         plan = pin_deps(plan, deps_pins)
     if options.dry_run:
-        print(json.dumps(plan.to_json(), indent=2) if options.json else render(plan))
+        print(json.dumps(plan.to_json(), indent=2) if options.json else
+              render(plan, min(120, shutil.get_terminal_size((100, 24)).columns)))
         # The checks that cost nothing: exit with the code a real run would (after the plan).
         refuse([*request_problems(plan, options),
                 *readiness.local_findings(plan, clean=options.clean)], force=options.force)

@@ -51,7 +51,7 @@ def _numbers(argv: list[str], environ: dict[str, str], monkeypatch: pytest.Monke
         "plan": plan.jobs,
         "build step env": int(build.env["MAX_JOBS"]),
         "preflight report": int(re.findall(r"MAX_JOBS=(\d+)", report["jobs"])[-1]),
-        "--dry-run header": _first(r"^MAX_JOBS (\d+)", dry),
+        "--dry-run header": _first(r"^jobs +MAX_JOBS (\d+)", dry),
         "--dry-run step env": _first(r"^\s+MAX_JOBS=(\d+)", dry),
     }
 

@@ -26,7 +26,7 @@ from torchbuild.command import probe, run
 from torchbuild.env.buildenv import base_environment
 from torchbuild.errors import CommandFailed, EnvironmentSetupError, SourceError
 from torchbuild.logger import log
-from torchbuild.options import add_build_arguments, resolve
+from torchbuild.options import HelpFormatter, add_build_arguments, resolve
 from torchbuild.pipeline import prepare
 from torchbuild.plan import EnvSpec, Plan, Step
 
@@ -129,12 +129,20 @@ def fetch(plan: Plan, environ: Mapping[str, str], mirror_prefix: str | None) -> 
     return mirrored
 
 
+# What decides what is fetched (the release, its companions, the env's packages) and where from
+# or to; build-only options (jobs, dist, verify, ...) mean nothing here.
+FETCH_OPTIONS = ("cc", "cpu", "torch", "vision", "audio", "text", "cuda", "python", "env",
+                 "conda_exe", "lock", "channel", "recipe_dir", "git_mirror", "cache_dir",
+                 "work_dir", "dry_run", "verbose", "quiet", "debug")
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "fetch", help="fill the mirror cache for an --offline build later",
         description="Mirror every repository (with submodules) and download the packages the "
-        "same build would need. Takes the build's options; copy --cache-dir afterwards.")
-    add_build_arguments(parser)
+        "same build would need. Takes the options that decide what is fetched; copy --cache-dir "
+        "afterwards.", formatter_class=HelpFormatter)
+    add_build_arguments(parser, FETCH_OPTIONS)
     parser.set_defaults(func=main)
 
 
@@ -142,6 +150,12 @@ def main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     cli = {k: v for k, v in vars(args).items() if k not in {"verb", "func"}}
     options = resolve(cli, environ)
     plan, _ = prepare(options)
+    if options.dry_run:
+        for spec in plan.sources:
+            print(f"would mirror {spec.name} {spec.tag} from {spec.fetch_url} (with submodules) "
+                  f"into {plan.cache_dir / 'git'}")
+        print(f"would download the {plan.environment.backend} env's packages")
+        return 0
     mirrored = fetch(plan, environ, options.git_mirror)
     log.info(f"{len(mirrored)} repositories mirrored under {plan.cache_dir / 'git'}; build with "
              "--offline (same --cache-dir) to use only these")

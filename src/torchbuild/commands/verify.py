@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import json
 import platform
+import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -84,6 +85,11 @@ def _wheels_in(target: Path) -> list[Path]:
 
 def main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     target = Path(args.target)
+    if not target.exists() and shutil.which(str(target)) is None:
+        # A typo in the path is a bad argument, not a missing tool.
+        msg = f"verify: {target} does not exist"
+        raise UsageError(msg, fix="pass a --dist directory, a wheel, or a Python interpreter "
+                         "(path or name on PATH)")
     request = _manifest_request(args, target) or request_from_args(args)
     work = Path(args.work_dir).resolve()
     if target.is_dir() or target.suffix == ".whl":
