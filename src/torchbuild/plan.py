@@ -325,6 +325,11 @@ def _existing_env_requirements(book: RecipeBook, release: Release, env_spec: Env
     return spec, [note]
 
 
+def cuda_home_view(env_prefix: Path) -> Path:
+    """The classic-layout view of a conda env's CUDA (env/create.make_cuda_home_view)."""
+    return env_prefix.parent / "cuda-home"
+
+
 def magma_available(env_spec: EnvSpec) -> bool:
     """Only the conda env can bring MAGMA (conda-forge's libmagma-devel or legacy ``magma``)."""
     return any(spec_name(s) in MAGMA_PACKAGES for s in env_spec.conda_specs)
@@ -364,6 +369,10 @@ def _step_env(book: RecipeBook, comp: Component, release: Release, values: Mappi
         env.update(packaged)
     if comp.name == "vision":
         env.update(codec_switches(options.allow_missing))
+        if cuda is not None and options.env in {"conda", "conda-exe"}:
+            # torchvision finds nvjpeg only at $CUDA_HOME/include/nvjpeg.h; conda-forge keeps it
+            # under targets/x86_64-linux (torchvision-feedstock patches setup.py for this).
+            env["CUDA_HOME"] = str(cuda_home_view(Path(values["prefix"])))
     if cuda is not None and options.env in {"venv", "existing"} and facts.cuda_home:
         env["CUDA_HOME"] = facts.cuda_home
     elif cuda is None and options.torch_from_env and facts.env_torch_cmake_needs_cuda \

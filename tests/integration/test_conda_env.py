@@ -31,6 +31,7 @@ from torchbuild.env.conda import (
     is_complete,
     verify_local_packages,
 )
+from torchbuild.env.create import create
 from torchbuild.errors import (
     EnvironmentSetupError,
     IntegrityError,
@@ -38,6 +39,7 @@ from torchbuild.errors import (
     SolverError,
 )
 from torchbuild.knowledge.conda_specs import conda_specs_for
+from torchbuild.plan import cuda_home_view
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import conda_channel
@@ -550,6 +552,13 @@ def test_cuda_env_with_magma_nccl_and_codecs_solves_installs_activates(tmp_path:
     assert (Path(env["CPATH"].split(os.pathsep)[0]) / "nvjpeg.h").is_file()
     assert command.capture([real / "bin" / "libpng-config", "--I_opts"], env=env) == \
         f"-I{real}/include/libpng16"
+    # The build stage's entry (env/create.py) also lays out the classic CUDA_HOME view the
+    # vision step gets: torchvision's nvjpeg check looks at $CUDA_HOME/include/nvjpeg.h.
+    create(spec, base_env(), cache_dir=tmp_path / "cache", offline=False)
+    view = cuda_home_view(spec.prefix)
+    assert (view / "include" / "nvjpeg.h").is_file()
+    assert (view / "lib64" / "libnvjpeg.so").is_file()
+    assert command.capture([view / "bin" / "nvcc"], env=env).endswith("V13.0.88")
 
 
 def test_shell_text_in_the_cache_dir_never_runs(channel: Path, tmp_path: Path,

@@ -73,6 +73,8 @@ def test_cuda_plan_brings_magma_nccl_math_libs_codecs(torch: str, cuda: str) -> 
     assert {"libjpeg-turbo", "libpng", "libwebp", "libnvjpeg-dev"} <= names
     configure = next(s for s in p.steps if s.id == "configure-torch")
     assert configure.env["USE_MAGMA"] == "1"   # the audit reads the configure step's request
+    vision = next(s for s in p.steps if s.id == "build-vision")
+    assert vision.env["CUDA_HOME"] == str(p.work_dir / "cuda-home")   # nvjpeg.h's classic place
 
 
 @pytest.mark.parametrize("torch", sorted({t for t, _ in CASES}, key=Version)[::4])

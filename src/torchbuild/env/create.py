@@ -19,7 +19,7 @@ from torchbuild.env.conda import create_conda_env, install_into_conda
 from torchbuild.env.conda_exe import create_conda_exe_env
 from torchbuild.errors import CommandFailed, EnvironmentSetupError, OfflineError
 from torchbuild.logger import log
-from torchbuild.plan import EnvSpec
+from torchbuild.plan import EnvSpec, cuda_home_view
 
 __all__ = ["BuildEnv", "EnvSpec", "base_environment", "create", "install_into", "tool_versions"]
 
@@ -131,10 +131,29 @@ def _create_conda(spec: EnvSpec, base: dict[str, str], *, cache_dir: Path, offli
     # The lock reaches --dist through BuildEnv.lock_path (artifacts.publish), atomically with
     # the wheels, so the backends are not asked to copy it themselves.
     if spec.backend == "conda":
-        return create_conda_env(spec, base, cache_dir=cache_dir, offline=offline,
-                                refresh=refresh)
-    return create_conda_exe_env(spec, base, cache_dir=cache_dir, conda_exe=conda_exe,
-                                offline=offline)
+        built = create_conda_env(spec, base, cache_dir=cache_dir, offline=offline,
+                                 refresh=refresh)
+    else:
+        built = create_conda_exe_env(spec, base, cache_dir=cache_dir, conda_exe=conda_exe,
+                                     offline=offline)
+    if spec.cuda:
+        make_cuda_home_view(spec.prefix.resolve(), cuda_home_view(spec.prefix))
+    return built
+
+
+def make_cuda_home_view(real: Path, view: Path) -> None:
+    """conda-forge's CUDA is "splayed" (headers and libraries under targets/x86_64-linux); tools
+    that look only at $CUDA_HOME/include and $CUDA_HOME/lib64 -- torchvision's nvjpeg check is
+    one, which conda-forge patches in its own feedstock -- get a classic-layout view of the env
+    made of symlinks. nvcc finds its profile, nvvm and targets/ through the same names."""
+    targets = real / "targets" / "x86_64-linux"
+    links = {"bin": real / "bin", "include": targets / "include", "lib64": targets / "lib",
+             "lib": targets / "lib", "targets": real / "targets", "nvvm": real / "nvvm"}
+    shutil.rmtree(view, ignore_errors=True)
+    view.mkdir(parents=True)
+    for name, target in links.items():
+        if target.exists():
+            (view / name).symlink_to(target)
 
 
 def install_into(wheels: Sequence[Path], target: str, environ: Mapping[str, str],
