@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 
 import pytest
 
@@ -98,6 +99,59 @@ def test_non_tty_prints_a_plain_line_every_ten_percent() -> None:
     assert "\033" not in out.getvalue()
     assert "[ 50%]" in printed[5]
     assert "eta 50s" in printed[5]  # 1 task/s, 50 left
+
+
+def test_a_new_ninja_run_restarts_the_plain_lines() -> None:
+    """#12 §5: torch's codegen ninja run had 4 steps, the compile 1766; the log stayed at
+    "[ 75%] 3/4" because the next line was only due at 80 % of the new run."""
+    clock, out = FakeClock(), io.StringIO()
+    line = ProgressLine("build-torch", out, verbosity=1, tty=False, clock=clock)
+    for done in range(1, 5):
+        clock.now += 1
+        line.feed(f"[{done}/4] Generating ATen sources")
+    before = len(out.getvalue().splitlines())
+    for done in (1, 2, 180):
+        clock.now += 1
+        line.feed(f"[{done}/1766] Building CXX object o{done}.o")
+    new = out.getvalue().splitlines()[before:]
+    assert new and "1/1766" in new[0] and "[  0%]" in new[0]
+    assert "180/1766" in new[-1] and "[ 10%]" in new[-1]
+    # The same total again (the next extension's ninja run) restarts too: its count goes back.
+    line.feed("[1/1766] Building CXX object again.o")
+    assert "1/1766" in out.getvalue().splitlines()[-1]
+
+
+def test_heartbeat_prints_once_a_minute_without_a_terminal() -> None:
+    clock, out = FakeClock(), io.StringIO()
+    line = ProgressLine("build-vision", out, verbosity=1, tty=False, clock=clock)
+    line.feed("[100/100] Linking CXX shared module _C.so")
+    printed = len(out.getvalue().splitlines())
+    clock.now += 59
+    line.tick()
+    assert len(out.getvalue().splitlines()) == printed          # not due yet
+    clock.now += 1
+    line.tick()
+    assert len(out.getvalue().splitlines()) == printed + 1      # a minute of silence: a line
+    assert "build-vision: [100%]" in out.getvalue().splitlines()[-1]
+    clock.now += 30
+    line.tick()
+    assert len(out.getvalue().splitlines()) == printed + 1
+    tty = ProgressLine("t", TtyIO(), verbosity=1, tty=True, clock=clock)
+    clock.now += 120
+    tty.tick()                                                  # a terminal has its live line
+    assert "\n" not in tty.out.getvalue()
+
+
+def test_heartbeat_thread_stops_at_finish() -> None:
+    out = io.StringIO()
+    line = ProgressLine("s", out, verbosity=1, tty=False, heartbeat_s=0.0)
+    line.start_heartbeat(every_s=0.01)
+    deadline = time.monotonic() + 5
+    while not out.getvalue() and time.monotonic() < deadline:
+        pass
+    line.finish()
+    assert out.getvalue()   # the thread printed without any input line
+    assert line._stop.is_set()
 
 
 def test_tty_rewrites_one_line_and_clears_it_at_the_end() -> None:

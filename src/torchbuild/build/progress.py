@@ -1,7 +1,9 @@
 """Live progress for long steps: ninja ``[N/M]`` and CMake ``[ 42%]`` lines -> percentage and ETA.
 
 The renderer keeps one line on a terminal (rewritten in place with ``\\r``), prints a plain line
-every 10 % when the output is not a terminal (CI logs, pipes), prints nothing in quiet mode (the
+every 10 % when the output is not a terminal (CI logs, pipes) -- starting again at 0 % whenever a
+new ninja run begins (its total changes, or its count goes back), and at least once a minute
+while nothing else was printed, from a heartbeat thread -- prints nothing in quiet mode (the
 logger already shows step starts/ends), and streams every child line in verbose mode. The step's
 full output goes to its log file regardless; that is command.run's job, not this module's.
 """
@@ -9,6 +11,7 @@ full output goes to its log file regardless; that is command.run's job, not this
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -26,6 +29,9 @@ _CMAKE = re.compile(r"^\s*\[\s*(\d{1,3})%\]\s")
 _RATE_WINDOW = 200
 _REDRAW_S = 0.25
 _PLAIN_EVERY_PCT = 10
+# Without a terminal a line at least this often, so a log never looks hung (#12 §5: it sat at
+# "[ 75%] 3/4 ... eta 2s" for ten minutes while the next ninja run had 1766 steps).
+HEARTBEAT_S = 60.0
 
 
 def parse_progress(line: str) -> tuple[int, int] | None:
@@ -97,21 +103,54 @@ class ProgressLine:
     eta: Eta = field(init=False)
     started: float = field(init=False)
     _last_draw: float = field(default=-1e9, init=False)
+    heartbeat_s: float = HEARTBEAT_S
     _last_plain_pct: int = field(default=-_PLAIN_EVERY_PCT, init=False)
+    _last_plain_at: float = field(default=0.0, init=False)
     _drawn: bool = field(default=False, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _stop: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.eta = Eta(clock=self.clock)
         self.started = self.clock()
+        self._last_plain_at = self.started
 
     def feed(self, line: str) -> None:
         parsed = parse_progress(line)
-        if parsed is not None:
-            self.eta.update(*parsed)
-        if self.verbosity >= 2:
-            print(f"    | {line}", file=self.out, flush=True)
-        elif self.verbosity == 1:
-            self._draw()
+        with self._lock:
+            if parsed is not None:
+                self._restart_if_new_run(*parsed)
+                self.eta.update(*parsed)
+            if self.verbosity >= 2:
+                print(f"    | {line}", file=self.out, flush=True)
+            elif self.verbosity == 1:
+                self._draw()
+
+    def _restart_if_new_run(self, done: int, total: int) -> None:
+        """A new ninja run (torch's build runs several; an extension build starts its own):
+        its 10 % steps are printed from 0 again instead of waiting for the old run's level."""
+        if total != self.eta.total or done < self.eta.done:
+            self._last_plain_pct = -_PLAIN_EVERY_PCT
+
+    def tick(self) -> None:
+        """The heartbeat: without a terminal, print the line if nothing was printed for
+        ``heartbeat_s`` (a long compile prints nothing for minutes)."""
+        with self._lock:
+            if self.tty or self.verbosity != 1:
+                return
+            if self.clock() - self._last_plain_at >= self.heartbeat_s:
+                self._plain()
+
+    def start_heartbeat(self, every_s: float = 5.0) -> None:
+        """Call :meth:`tick` from a daemon thread until :meth:`finish` (non-terminal output)."""
+        if self.tty or self.verbosity != 1:
+            return
+
+        def beat() -> None:
+            while not self._stop.wait(every_s):
+                self.tick()
+
+        threading.Thread(target=beat, name=f"progress-{self.title}", daemon=True).start()
 
     def text(self) -> str:
         elapsed = format_duration(self.clock() - self.started)
@@ -137,7 +176,11 @@ class ProgressLine:
         pct = int(100 * self.eta.fraction) if self.eta.total else -1
         if pct >= self._last_plain_pct + _PLAIN_EVERY_PCT:
             self._last_plain_pct = pct - pct % _PLAIN_EVERY_PCT
-            print(self.text(), file=self.out, flush=True)
+            self._plain()
+
+    def _plain(self) -> None:
+        self._last_plain_at = self.clock()
+        print(self.text(), file=self.out, flush=True)
 
     @classmethod
     def for_stream(cls, title: str, out: TextIO, *, verbosity: int,
@@ -148,7 +191,9 @@ class ProgressLine:
         return cls(title, out, verbosity=verbosity, tty=tty, color=color)
 
     def finish(self) -> None:
-        """Remove the live line so the logger's "ok ... in 12.3s" starts on a clean line."""
+        """Stop the heartbeat; remove the live line so the logger's "ok ... in 12.3s" starts on a
+        clean line."""
+        self._stop.set()
         if self._drawn:
             print("\r\033[K", end="", file=self.out, flush=True)
             self._drawn = False

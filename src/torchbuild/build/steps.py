@@ -211,6 +211,7 @@ def _run_step(step: Step, argv: tuple[str, ...], env: Mapping[str, str], log_pat
               plan: Plan) -> None:
     progress = ProgressLine.for_stream(step.id, log.out, verbosity=log.verbosity,
                                        environ=env)
+    progress.start_heartbeat()
     # The step's process group is on disk while it runs: if torchbuild is killed with -9, the next
     # run finds the compilers still running instead of building under them (orphans.py).
     def spawned(pid: int) -> None:
@@ -223,8 +224,8 @@ def _run_step(step: Step, argv: tuple[str, ...], env: Mapping[str, str], log_pat
         progress.finish()
         raise step_failed(step, exc, log_path, plan.jobs) from None
     finally:
+        progress.finish()   # stops the heartbeat on every way out (Ctrl-C too)
         orphans.forget(plan.work_dir, step.id)
-    progress.finish()
 
 
 def execute_step(step: Step, index: int, plan: Plan, build_env: BuildEnv,

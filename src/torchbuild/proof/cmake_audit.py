@@ -23,11 +23,14 @@ from torchbuild.logger import log
 from torchbuild.plan import Plan, Step
 
 FEATURES = ("cuda", "cudnn", "magma", "mkl", "nccl", "distributed", "numpy", "arch",
-            "cusparselt", "cudss", "cufile")
+            "cusparselt", "cudss", "cufile", "mkldnn")
 # Features of the CUDA math libraries: checked only when the step asks for them with USE_X=1
 # (releases before 2.1/2.5 have no such option). PyTorch's cmake/public/cuda.cmake turns cuDSS off
 # with a plain set(USE_CUDSS OFF) that leaves the cache at ON, so the Summary line decides.
-OPT_IN = ("cusparselt", "cudss", "cufile")
+# oneDNN (USE_MKLDNN) too: checked when the step sets USE_MKLDNN=1. Without third_party/ideep,
+# v2.6.0's cmake/Dependencies.cmake says "MKLDNN could not be found." and
+# caffe2_update_option(USE_MKLDNN OFF): the build would go on without it (#12 §4).
+OPT_IN = ("cusparselt", "cudss", "cufile", "mkldnn")
 # torchvision's image codecs: not CMake features, but --allow-missing takes them too (the vision
 # step then builds without that codec, see plan.CODEC_SWITCH).
 CODECS = ("jpeg", "png", "webp", "nvjpeg")
@@ -50,6 +53,7 @@ _TOPIC = {
     "cusparselt": re.compile(r"cusparselt", re.IGNORECASE),
     "cudss": re.compile(r"cudss", re.IGNORECASE),
     "cufile": re.compile(r"cufile", re.IGNORECASE),
+    "mkldnn": re.compile(r"mkldnn|onednn|ideep", re.IGNORECASE),
 }
 _TROUBLE = re.compile(
     r"not found|could not|NOT find|turning the option off|not using|defaulting|missing|disabl"
@@ -72,6 +76,8 @@ _FIXES = {
     "cusparselt": "install cuSPARSELt into the env (conda: cusparselt) or set CUSPARSELT_ROOT",
     "cudss": "install cuDSS into the env (conda: libcudss-dev) or set CUDSS_ROOT_DIR",
     "cufile": "install cuFile into the env (conda: libcufile-dev) next to the CUDA toolkit",
+    "mkldnn": "check out the oneDNN submodule third_party/ideep (with its mkl-dnn) "
+              "(git submodule update --init --recursive third_party/ideep), or --set USE_MKLDNN=0",
 }
 
 
@@ -91,6 +97,7 @@ class RequestedFeatures:
     cusparselt: bool = False
     cudss: bool = False
     cufile: bool = False
+    mkldnn: bool = False
 
     @classmethod
     def from_step_env(
@@ -118,13 +125,14 @@ class RequestedFeatures:
             cusparselt=cuda and wanted("USE_CUSPARSELT", default=False),
             cudss=cuda and wanted("USE_CUDSS", default=False),
             cufile=cuda and wanted("USE_CUFILE", default=False),
+            mkldnn=wanted("USE_MKLDNN", default=False),
         )
 
     def wanted(self) -> list[str]:
         flags = {"cuda": self.cuda, "cudnn": self.cudnn, "magma": self.magma, "mkl": self.mkl,
                  "nccl": self.nccl, "distributed": self.distributed, "numpy": self.numpy,
                  "arch": self.cuda and bool(self.archs), "cusparselt": self.cusparselt,
-                 "cudss": self.cudss, "cufile": self.cufile}
+                 "cudss": self.cudss, "cufile": self.cufile, "mkldnn": self.mkldnn}
         return [name for name in FEATURES if flags[name]]
 
 
