@@ -103,7 +103,6 @@ REAL_TEXTS: list[tuple[str, list[str]]] = [
     ("FM-14", ["fatal error: 'magma_v2.h' file not found"]),
     ("FM-14", [("PackagesNotFoundError: The following packages are not available from current "
                "channels: - magma-cuda102")]),
-    ("FM-15", ["-- Library mkl_intel_lp64: not found"]),
     ("FM-15", ["libcaffe2.so: undefined reference to 'cblas_sgemm_pack_get_size'"]),
     ("FM-15", ["Intel MKL FATAL ERROR: Cannot load libmkl_def.so."]),
     ("FM-15", ["ImportError: libtorch_cpu.so: undefined symbol: iJIT_NotifyEvent"]),
@@ -241,6 +240,43 @@ def test_first_errors_prefers_the_first_real_error_over_trailing_noise() -> None
     assert len(errors) == 2
     assert not is_error_line(log[0])
     assert not is_error_line(log[1])
+
+
+# The v2.6.0 configure failure of #12 §5 (opentelemetry-cpp not in the mirror, BLAS=Eigen), as
+# CMake prints it after FindMKL's probing.
+_OTEL = [
+    "-- Library mkl_intel_lp64: not found",
+    "-- Checking for [mkl_gf_lp64 - mkl_gnu_thread - mkl_core - gomp - pthread - m - dl]",
+    "--   Library mkl_gf_lp64: not found",
+    "-- MKL library not found",
+    "-- Configuring done (61.2s)",
+    "CMake Error in torch/CMakeLists.txt:",
+    "  Imported target \"opentelemetry-cpp::api\" includes non-existent path",
+    "",
+    "    \"/w/src/torch/third_party/opentelemetry-cpp/api/include\"",
+    "",
+    "  in its INTERFACE_INCLUDE_DIRECTORIES.  Possible reasons include:",
+    "",
+    "  * The path was deleted, renamed, or moved to another location.",
+    "",
+    "-- Generating done (1.2s)",
+    "CMake Generate step failed.  Build files cannot be regenerated correctly.",
+]
+
+
+def test_missing_submodule_named_and_mkl_probing_is_not_a_cause() -> None:
+    causes = diagnose(_OTEL)
+    assert [d.fm for d in causes] == ["FM-17"]
+    assert "third_party/opentelemetry-cpp" in causes[0].fix
+
+
+def test_first_cmake_error_is_shown_with_its_whole_message() -> None:
+    errors = first_errors(_OTEL)
+    assert errors[0].startswith("CMake Error in torch/CMakeLists.txt:")
+    assert "includes non-existent path" in errors[0]
+    assert "opentelemetry-cpp/api/include" in errors[0]
+    assert "INTERFACE_INCLUDE_DIRECTORIES" in errors[0]
+    assert not any("mkl" in e.lower() for e in errors)
 
 
 def test_render_lists_errors_then_causes_with_fixes() -> None:

@@ -99,14 +99,23 @@ SIGNATURES: tuple[Signature, ...] = (
          "install MAGMA for this exact CUDA (the tag's .ci/docker/common/install_magma_conda.sh), "
          "or build with USE_MAGMA=0 and accept slower GPU linear algebra"),
     _sig("FM-15", "MKL not found or mismatched",
-         r"Library mkl_\w+: not found|undefined reference to .cblas_|Intel MKL FATAL ERROR"
-         r"|iJIT_NotifyEvent",
+         # Not FindMKL's "-- Library mkl_intel_lp64: not found": that is its probing, printed on
+         # every configure, BLAS=Eigen too (#12 §5); a missing MKL is the configure audit's call.
+         r"undefined reference to .cblas_|Intel MKL FATAL ERROR|iJIT_NotifyEvent",
          "install mkl-static and mkl-include into the build env (pip), and drop -Wl,--as-needed "
          "from LDFLAGS"),
     _sig("FM-16", "libstdc++ older than the compiler that built torch",
          r"version .GLIBCXX_3\.4\.\d+. not found",
          "the libstdc++ found at runtime is older than the build compiler's; install "
          "libstdcxx-ng >= the gcc major into the env (conda-forge), or build with the env's gcc"),
+    _sig("FM-17", "submodule missing or incomplete",
+         # CMake names the path on its own line under "CMake Error ...:"; name the submodule.
+         r"/third_party/([\w.+-]+)",
+         "the submodule third_party/{0} is missing or empty in the checkout: its repository or "
+         "its .gitmodules entry is not in the mirror (a --git-mirror must carry every submodule "
+         "the build needs), or turn off the feature that needs it; then re-run the same command",
+         also=r"includes non-existent path|does not contain a CMakeLists\.txt|Could not find any "
+              r"of CMakeLists\.txt"),
     _sig("FM-17", "submodule missing or incomplete",
          r"Could not find any of CMakeLists\.txt|does not contain a CMakeLists\.txt file",
          "a submodule checkout is missing; re-run with --clean so torchbuild re-clones with all "
@@ -191,13 +200,31 @@ _ERROR = re.compile(
 # counters ("0 errors") and CMake's own "see also" trailer.
 _NOISE = re.compile(
     r"^\s*\S*(c\+\+|g\+\+|gcc|cc|clang\+*|nvcc|ld)\s+-|-W(no-)?error|warning:|\b0 errors?\b"
-    r"|See also \".*CMake(Output|Error)\.log\"|^\s*In file included from",
+    r"|See also \".*CMake(Output|Error)\.log\"|^\s*In file included from"
+    # FindMKL's probing on every configure (BLAS=Eigen too): not an error (#12 §5).
+    r"|^--\s+(Library \w+: not found|MKL library not found|Checking for \[)",
 )
 
 
 # Build-system bookkeeping: ninja's "FAILED: <target>" comes *before* the compiler's message, and
 # "build stopped" after it. Useful context, but never the first line we show.
 _BOOKKEEPING = re.compile(r"^\s*(FAILED:|ninja: build stopped|make(\[\d+\])?: \*\*\*)")
+
+
+_CMAKE_ERROR = re.compile(r"^CMake Error\b")
+_CMAKE_MESSAGE_LINES = 16
+
+
+def cmake_message(lines: Sequence[str], index: int) -> str:
+    """A ``CMake Error ...:`` line with its whole message: CMake prints the reason on the
+    indented lines below it (#12 §5: the digest showed the header and cut the reason off)."""
+    parts = [lines[index].rstrip()]
+    for line in lines[index + 1:index + 1 + _CMAKE_MESSAGE_LINES]:
+        if line.strip() and not line[:1].isspace():
+            break
+        if line.strip():
+            parts.append(line.strip())
+    return " ".join(parts)
 
 
 def is_error_line(line: str) -> bool:
@@ -212,11 +239,11 @@ def first_errors(lines: Sequence[str], limit: int = 12) -> list[str]:
     """
     found: list[str] = []
     seen: set[str] = set()
-    for line in lines:
+    for index, line in enumerate(lines):
         text = line.rstrip()
         if text and text not in seen and is_error_line(text):
             seen.add(text)
-            found.append(text)
+            found.append(cmake_message(lines, index) if _CMAKE_ERROR.match(text) else text)
             if len(found) >= 2 * limit:
                 break
     # Stable: real diagnostics in log order first, then the bookkeeping lines.
