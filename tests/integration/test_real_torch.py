@@ -112,6 +112,8 @@ def test_audit_table_from_the_real_cmake_cache(lean: tuple, real: dict[str, Path
 
 
 def test_mkldnn_without_ideep_stops_at_configure(lean: tuple, real: dict[str, Path]) -> None:
+    # The same work dir on purpose: the changed request must reach CMake (the configure step
+    # removes the stale CMakeCache.txt; setup.py would otherwise keep USE_MKLDNN=0 from it).
     proc = _run(real, "lean", "--set", "USE_MKLDNN=1")   # --set: the last value wins
     out = proc.stdout + proc.stderr
     assert proc.returncode == 13, out[-5000:]

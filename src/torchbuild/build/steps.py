@@ -194,6 +194,13 @@ def _prepare_tree(step: Step, status: StampStatus, env: Mapping[str, str],
     elif status.state == "stale" and step.kind == "build":
         log.info(f"inputs changed ({status.reason}): cleaning the build tree {step.cwd}")
         clean_tree(step, env, log_path)
+    elif status.state == "stale" and step.kind == "configure" and step.outputs \
+            and step.outputs[0].is_file():
+        # setup.py re-runs CMake with new -D options only without a cache: a kept cache would
+        # keep the old USE_* values, and the audit would judge those (seen on v2.6.0).
+        log.info(f"inputs changed ({status.reason}): configuring afresh ({step.outputs[0]} "
+                 "removed)")
+        step.outputs[0].unlink()
     elif status.state == "stale":
         log.info(f"inputs changed ({status.reason})")
     record.note = status.reason
