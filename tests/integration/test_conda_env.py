@@ -574,3 +574,17 @@ def test_shell_text_in_the_cache_dir_never_runs(channel: Path, tmp_path: Path,
     assert env["CONDA_PREFIX"] == str(real) and str(cache) in str(real)
     assert env["PATH"].split(os.pathsep)[0] == str(real / "bin")
     assert env["TEST_GXX_ACTIVATED"] == "1"
+
+
+def test_package_paths_outside_the_prefix_are_refused(tmp_path: Path) -> None:
+    """Issue #14: a package whose paths.json has `../` entries must be refused, clearly."""
+    channel = tmp_path / "evil-channel"
+    conda_channel.build_channel(channel, (conda_channel.Pkg(
+        "evil", "1.0", {"../../escaped.txt": "pwned\n", "share/ok.txt": "ok\n"}),))
+    spec = make_spec(tmp_path / "work", ("evil",), (channel.as_uri(),))
+    with pytest.raises(IntegrityError) as err:
+        create_conda_env(spec, base_env(), cache_dir=tmp_path / "cache", offline=False)
+    assert "outside the environment's prefix" in err.value.message
+    assert "../../escaped.txt" in err.value.message
+    assert env_dirs(tmp_path / "cache") == []  # nothing was installed
+    assert not (tmp_path / "cache" / "escaped.txt").exists()

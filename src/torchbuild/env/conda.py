@@ -28,7 +28,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from torchbuild import command
@@ -41,6 +41,7 @@ from torchbuild.errors import (
     IntegrityError,
     OfflineError,
     SolverError,
+    TorchbuildError,
 )
 from torchbuild.knowledge.conda_specs import spec_name
 from torchbuild.locks import hold
@@ -248,7 +249,12 @@ class RattlerBackend:
         started = time.monotonic()
         try:
             records = _lock_records(lock_path)
-            asyncio.run(self._install(records, partial, final))
+            try:
+                asyncio.run(self._install(records, partial, final))
+            except TorchbuildError:
+                refuse_escaping_paths(self.cache_dir / "pkgs", lock)   # the real cause first
+                raise
+            refuse_escaping_paths(self.cache_dir / "pkgs", lock)
             write_marker(partial, lock_sha, lock)
             partial.rename(final)
         except BaseException:
@@ -334,6 +340,34 @@ def verify_local_packages(lock: CondaLock) -> int:
                                  "restore it, or re-solve without --lock if you trust it")
         checked += 1
     return checked
+
+
+def escaping_paths(pkgs_dir: Path, lock: CondaLock) -> list[str]:
+    """Entries of the extracted packages' info/paths.json that point outside the prefix
+    (absolute, or with a `..` part): a package must never write anywhere but its env."""
+    found = []
+    for pkg in lock.for_platform(PLATFORM):
+        if pkg.manager != "conda":
+            continue
+        stem = pkg.filename.removesuffix(".conda").removesuffix(".tar.bz2")
+        try:
+            data = json.loads((pkgs_dir / stem / "info" / "paths.json").read_text("utf-8"))
+        except (OSError, ValueError):
+            continue     # not extracted (the install failed before it): nothing was linked
+        for entry in data.get("paths", []) if isinstance(data, dict) else []:
+            rel = str(entry.get("_path", "")) if isinstance(entry, dict) else ""
+            if rel.startswith("/") or ".." in PurePosixPath(rel).parts:
+                found.append(f"{pkg.filename}: {rel}")
+    return found
+
+
+def refuse_escaping_paths(pkgs_dir: Path, lock: CondaLock) -> None:
+    bad = escaping_paths(pkgs_dir, lock)
+    if bad:
+        msg = ("a conda package lists files outside the environment's prefix, refused: "
+               + "; ".join(bad[:5]))
+        raise IntegrityError(msg, fix="remove that package from the specs or the channel (it "
+                             "is malformed or malicious), then re-run; nothing was installed")
 
 
 def refuse_pip_entries(lock: CondaLock, lock_path: Path) -> None:
