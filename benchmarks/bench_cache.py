@@ -28,8 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
-from conftest import make_venv  # noqa: E402
 from resumerepos import cppext_args, make_cppext_server  # noqa: E402
+from venvs import make_venv  # noqa: E402  (pytest-free: runs from a plain install)
 
 
 def build(args: list[str], tmp: Path) -> tuple[float, float, float | None]:

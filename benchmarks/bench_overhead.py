@@ -24,9 +24,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from conftest import make_venv  # noqa: E402
-from gitrepos import FIXTURES  # noqa: E402
-from integration.test_real_compile import make_cppext_server  # noqa: E402
+from gitrepos import FIXTURES, make_cppext_repo  # noqa: E402
+from venvs import make_venv  # noqa: E402  (pytest-free: runs from a plain install)
 
 
 def _env(tmp: Path) -> dict[str, str]:
@@ -70,7 +69,7 @@ def main() -> None:
         base = Path(d)
         python = make_venv(base / "venv", "torch==2.13.0", "setuptools", "wheel", "ninja")
         root = base / "srv"
-        make_cppext_server(root)
+        make_cppext_repo(root)
         times: dict[str, list[float]] = {"torchbuild": [], "by hand": []}
         for i in range(args.repeats):
             for name, fn in (("torchbuild", pipeline), ("by hand", by_hand)):

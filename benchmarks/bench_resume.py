@@ -23,8 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
-from conftest import make_venv  # noqa: E402
 from resumerepos import cli_args, make_resume_server, write_recipes  # noqa: E402
+from venvs import make_venv  # noqa: E402  (pytest-free: runs from a plain install)
 
 
 def _run(args: list[str], tmp: Path) -> float:

@@ -16,6 +16,7 @@ from filelock import FileLock
 sys.path.insert(0, str(Path(__file__).parent))   # tests/gitrepos.py and friends
 
 from gitrepos import RECIPES, make_mirror_root
+from venvs import make_venv
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -123,19 +124,6 @@ def dir_listing(path: Path) -> Sequence[str]:
     if not path.exists():
         return []
     return sorted(p.name for p in path.iterdir() if p.name != ".torchbuild-dist.lock")
-
-
-def make_venv(path: Path, *packages: str, system_site: bool = False) -> Path:
-    """A real venv with ``packages`` pip-installed; returns its python."""
-    args = [sys.executable, "-m", "venv", str(path)]
-    if system_site:
-        args.append("--system-site-packages")
-    subprocess.run(args, check=True)
-    python = path / "bin" / "python"
-    if packages:
-        subprocess.run([str(python), "-m", "pip", "install", "-q",
-                        "--disable-pip-version-check", *packages], check=True)
-    return python
 
 
 @pytest.fixture(scope="session")

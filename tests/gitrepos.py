@@ -86,3 +86,16 @@ def make_mirror_root(root: Path, *, torch_versions: tuple[str, ...] = ("2.98.0",
             git("tag", f"v{version}", cwd=work)
         _publish(work, root / "pytorch" / f"{name}.git")
     return commits
+
+
+def make_cppext_repo(root: Path) -> str:
+    """The real-compile fixture (tests/fixtures/projects/cppext) as ``pytorch/cppext.git`` of a
+    fixture server under ``root``, tagged v0.99.0; returns its commit (pytest-free: the
+    benchmarks use it too)."""
+    work = root.parent / "cppext-work"
+    shutil.copytree(PROJECTS / "cppext", work)
+    git("init", "-q", cwd=work)
+    commit = _commit_all(work, "cppext")
+    git("tag", "v0.99.0", cwd=work)
+    _publish(work, root / "pytorch" / "cppext.git")
+    return commit

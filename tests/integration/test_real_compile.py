@@ -8,7 +8,6 @@ operator called.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -16,24 +15,14 @@ from pathlib import Path
 import pytest
 
 from conftest import base_env, make_venv
-from gitrepos import FIXTURES, PROJECTS, _commit_all, _publish, git
+from gitrepos import FIXTURES, make_cppext_repo
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def make_cppext_server(root: Path) -> str:
-    work = root.parent / "cppext-work"
-    shutil.copytree(PROJECTS / "cppext", work)
-    git("init", "-q", cwd=work)
-    commit = _commit_all(work, "cppext")
-    git("tag", "v0.99.0", cwd=work)
-    _publish(work, root / "pytorch" / "cppext.git")
-    return commit
-
-
 def test_cpp_extension_through_pipeline(torch_venv, tmp_path):
     root = tmp_path / "srv"
-    commit = make_cppext_server(root)
+    commit = make_cppext_repo(root)
     args = ["--recipe-dir", str(FIXTURES / "recipes-cppext"), "--git-mirror", f"file://{root}",
             "--env", "existing", "--python", str(torch_venv), "--torch-from-env", "--cpu",
             "--work-dir", str(tmp_path / "work"), "--cache-dir", str(tmp_path / "cache"),
