@@ -18,6 +18,10 @@ from gitrepos import make_mirror_root
 
 pytestmark = pytest.mark.integration
 
+# The goal is < 10 s (docs/reliability.md; about 2 s on an idle 2-core machine). The bound here
+# allows for the whole suite running beside it on every core (load 10 on 2 cores was seen).
+REFUSAL_S = 45.0
+
 
 def _mount(*argv: str) -> None:
     proc = subprocess.run(["mount", *argv], capture_output=True, text=True)
@@ -81,7 +85,7 @@ def test_read_only_work_dir(mirror_root, tmp_path, build_python, cli):
         started = time.monotonic()
         proc = cli(*_args(root, tmp_path, build_python))
         _clean_failure(proc, 5, started)
-        assert time.monotonic() - started < 10
+        assert time.monotonic() - started < REFUSAL_S
         assert "read-only" in proc.stderr or "Read-only" in proc.stderr
         assert "--work-dir" in proc.stderr
     assert dir_listing(tmp_path / "dist") == []

@@ -21,6 +21,10 @@ from conftest import base_env, dir_listing, fixture_args, make_venv
 
 pytestmark = pytest.mark.integration
 
+# The goal is < 10 s (docs/reliability.md; about 2 s on an idle 2-core machine). The bound here
+# allows for the whole suite running beside it on every core (load 10 on 2 cores was seen).
+REFUSAL_S = 45.0
+
 
 @pytest.fixture(scope="module")
 def build_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -141,7 +145,7 @@ def test_kill_9_orphan_is_refused_then_stopped_by_clean(mirror_root, tmp_path, b
         started = time.monotonic()
         again = cli(*build_args(root, tmp_path, build_python))
         assert again.returncode == 17, again.stderr
-        assert time.monotonic() - started < 10
+        assert time.monotonic() - started < REFUSAL_S
         assert str(orphans[0]) in again.stderr and "kill -TERM -- -" in again.stderr
         assert "--clean" in again.stderr and "Traceback" not in again.stderr
         assert _pids_with(str(tmp_path / "linger")) == orphans    # it refused, it did not kill
