@@ -97,6 +97,12 @@ def _args_for(tmp: Path, root: Path, case: str) -> list[str]:
                         "--audio", "none", *setups[case]())
 
 
+def _tree(tmp: Path) -> list[str]:
+    """Everything under the test dir but the user cache (XDG_CACHE_HOME), where probes keep
+    their results: the work dir, --dist and --cache-dir must stay as they were."""
+    return sorted(str(p) for p in tmp.rglob("*") if not p.is_relative_to(tmp / "xdg-cache"))
+
+
 CASES = [("read-only dist", 15), ("dist is a file", 15), ("dist under a file", 15),
          ("read-only work dir", 5), ("missing git mirror", 11), ("missing --lock", 8),
          ("tampered --lock", 10), ("orphan still running", 17)]
@@ -107,9 +113,9 @@ def test_dry_run_exits_like_the_real_run(mirror_root, tmp_path, cli, case, code)
     root, _ = mirror_root
     args = _args_for(tmp_path, root, case)
     try:
-        before = sorted(str(p) for p in tmp_path.rglob("*"))
+        before = _tree(tmp_path)
         dry = cli(*args, "--dry-run")
-        assert sorted(str(p) for p in tmp_path.rglob("*")) == before, "the dry run wrote"
+        assert _tree(tmp_path) == before, "the dry run wrote"
         assert "steps:" in dry.stdout                          # the plan is still printed
         assert dry.returncode == code, dry.stderr
         assert "Traceback" not in dry.stderr and "fix:" in dry.stderr
