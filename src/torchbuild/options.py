@@ -242,6 +242,10 @@ class Options:
     stop_after: str | None = option("choice", None, "stop with exit 0 after this stage (configure: "
                                     "after the CMake audit); a later run without it continues",
                                     choices=STOP_AFTER, session=True, group="behaviour")
+    extra: tuple[str, ...] = option("list", (), "CUDA extension to build against this torch: a "
+                                    "PyPI requirement, git+URL@TAG or a local directory "
+                                    "(repeatable)", metavar="SPEC",
+                                    group="what to build")
     verify: bool = option("bool", True, "verify the wheels in a throwaway env after building",
                           group="output")
     verbose: bool = option("bool", False, "stream every build line to the terminal",

@@ -16,11 +16,13 @@ from typing import Any
 
 from torchbuild import locks
 from torchbuild.build import deps, orphans, sources
+from torchbuild.build import extras as extra_sources
 from torchbuild.build import steps as build
 from torchbuild.build.sources import Checkout
 from torchbuild.cc import arch_list_env
 from torchbuild.env import create as environment
 from torchbuild.errors import TorchbuildError
+from torchbuild.knowledge.extensions import ResolvedExtra, load_extensions
 from torchbuild.knowledge.recipe import RecipeBook, load_recipes
 from torchbuild.knowledge.resolve import resolve_options, tables_for
 from torchbuild.knowledge.rules import load_knowledge
@@ -73,20 +75,32 @@ def prepare_resolved(options: Options) -> tuple[Plan, facts.Facts, Options]:
     if options.env == "existing" and env_python is None:
         env_python = sys.executable   # build into the interpreter running torchbuild
     machine = facts.gather(options.environ, env_python=env_python)
-    plan, options = plan_for(book, options, machine)
+    plan, options = plan_for(book, options, machine, _resolve_extras(options, book))
     return plan, machine, options
 
 
-def plan_for(book: RecipeBook, options: Options, machine: facts.Facts) -> tuple[Plan, Options]:
+def plan_for(book: RecipeBook, options: Options, machine: facts.Facts,
+             extras: tuple[ResolvedExtra, ...] = ()) -> tuple[Plan, Options]:
     """Resolve what the options left open (torch, CUDA, Python), then plan. Pure given the
-    recipes and facts: the fix-hint property test calls exactly this."""
+    recipes, facts and the already-pinned ``--extra`` sources: the fix-hint property test calls
+    exactly this."""
     tables = tables_for(load_knowledge(knowledge_dir(options.recipe_dir)), book.releases,
                         book.conda)
     options, reason = resolve_options(tables, options, host_python=machine.host_python_version,
                                       system_cuda=machine.cuda_version,
                                       env_python=machine.env_python_version)
-    plan = make_plan(book, options, machine)
+    plan = make_plan(book, options, machine, extras)
     return (dataclasses.replace(plan, choice=reason) if reason else plan), options
+
+
+def _resolve_extras(options: Options, book: RecipeBook) -> tuple[ResolvedExtra, ...]:
+    """``--extra`` pinned before planning (the index is asked once; --offline reads its cache)."""
+    if not options.extra:
+        return ()
+    core = tuple(c.dist for c in book.components.values())
+    return extra_sources.resolve_all(options.extra, load_extensions(book.path),
+                                     options.cache_dir, options.environ,
+                                     offline=options.offline, reserved=core)
 
 
 def _preflight(plan: Plan, options: Options, machine: facts.Facts) -> None:
@@ -176,7 +190,9 @@ def _build(plan: Plan, options: Options, machine: facts.Facts,
     ctx = sources.GitContext(plan.cache_dir, environment.base_environment(options.environ),
                              plan.git_mirror, plan.offline, plan.logs_dir / "sources.log")
     plan.logs_dir.mkdir(parents=True, exist_ok=True)
-    checkouts = sources.checkout_all(plan.sources, ctx)
+    checkouts = sources.checkout_all(tuple(s for s in plan.sources if s.kind == "git"), ctx)
+    checkouts.update(extra_sources.prepare_all(plan.sources, plan.cache_dir,
+                                               offline=plan.offline))
     if plan.offline:
         plan, offline_warnings = deps.for_offline(plan)
         for warning in offline_warnings:

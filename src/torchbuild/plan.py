@@ -13,7 +13,7 @@ import re
 import shlex
 import textwrap
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from torchbuild.errors import CompatibilityError, UsageError
 from torchbuild.knowledge import wheelhouse as build_deps
 from torchbuild.knowledge.conda_specs import MAGMA_PACKAGES, cuda_switches, spec_name, specs_from
 from torchbuild.knowledge.configure import configure_only_argv
+from torchbuild.knowledge.extensions import ResolvedExtra, decide_extra, remaining_cc
 from torchbuild.knowledge.jobs import JobsDecision, build_jobs, compiler_env
 from torchbuild.knowledge.labels import companion_version, cuda_tag, version_label
 from torchbuild.knowledge.recipe import Backend, RecipeBook, Release
@@ -52,6 +53,8 @@ class SourceSpec:
     tag: str
     path: Path           # checkout directory
     commit: str | None = None   # pinned commit (replay), verified after checkout
+    kind: str = "git"           # git | sdist (url = the file, tag = its name) | path (--extra)
+    sha256: str = ""            # sdist: the hash the index lists, checked after download
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,9 @@ class Step:
     env: Mapping[str, str]   # only what this step sets; merged over BuildEnv.env at run time
     description: str
     outputs: tuple[Path, ...] = ()
+    # --extra builds: the wheel is re-labelled after the build ({"local": "cu128.sm86",
+    # "torch": "<torch label>"}: version gets the label, its torch requirement the exact pin).
+    relabel: Mapping[str, str] = field(default_factory=dict)
 
     def command_line(self) -> str:
         return shlex.join(self.argv)
@@ -92,6 +98,14 @@ class Component:
     version: str
     label: str               # version with local label, e.g. 2.9.1+cu128.sm86
     tag: str
+    kind: str = "core"       # core (torch and companions) | extra (--extra SPEC)
+    # Extras only: the SASS/PTX verify must find, what it imports, its smoke test, its jobs.
+    expected_archs: tuple[str, ...] = ()
+    imports: tuple[str, ...] = ()
+    smoke: str = ""
+    jobs: int = 0
+    jobs_reason: str = ""
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -447,7 +461,78 @@ def _component_steps(book: RecipeBook, comp: Component, src: SourceSpec, release
     return steps
 
 
-def make_plan(book: RecipeBook, options: Options, facts: Facts) -> Plan:
+# --------------------------------------------------------------------------------------------
+# --extra SPEC: third-party extensions, built after torch and the companions
+
+
+def _extra_local(cuda: str | None, archs: tuple[Arch, ...]) -> str:
+    """The label an extra's version gets: what it was compiled for (``cu128.sm86``, ``cpu``)."""
+    local = Version(version_label("0", cuda, archs, cpu=cuda is None)).local
+    return local or ""
+
+
+def _extra_parts(extra: ResolvedExtra, options: Options, facts: Facts, cuda: str | None,
+                 torch_label: str, torch_version: str, values: Mapping[str, str],
+                 work_dir: Path) -> tuple[Component, SourceSpec, list[Step], tuple[str, ...]]:
+    local = _extra_local(cuda, options.archs)
+    d = decide_extra(extra, archs=options.archs, cuda=cuda, torch_version=torch_version,
+                     local=local, mem_available_gb=facts.mem_available_gb,
+                     swap_free_gb=facts.swap_free_gb, cores=facts.cores,
+                     requested_jobs=options.jobs)
+    label = f"{Version(extra.version).public}+{local}" if extra.version else ""
+    comp = Component(extra.name, extra.name, extra.version, label, extra.tag, kind="extra",
+                     expected_archs=tuple(str(a) for a in d.expected),
+                     imports=extra.recipe.imports, smoke=extra.recipe.smoke, jobs=d.jobs,
+                     jobs_reason=d.jobs_reason, notes=d.notes)
+    path = work_dir / "src" / extra.name
+    kind = {"pypi": "sdist", "git": "git", "path": "path"}[extra.request.kind]
+    fetch = redirect_url(extra.url, options.git_mirror) if kind == "git" else extra.url
+    src = SourceSpec(extra.name, extra.url, fetch, extra.tag, path, kind=kind,
+                     sha256=extra.sha256)
+    env: dict[str, str] = dict(_PIP_OWN_WHEELS)
+    if cuda is not None:
+        env["TORCH_CUDA_ARCH_LIST"] = values["arch_list"]
+        if options.env in {"venv", "existing"} and facts.cuda_home:
+            env["CUDA_HOME"] = facts.cuda_home
+    env.update(d.env)
+    env.update(set_for(options.set, extra.name))   # --set KEY=V and --set NAME:KEY=V
+    tmp = work_dir / "wheels" / f".tmp-{extra.name}"
+    python = values["python"]
+    steps = [
+        Step(f"build-{extra.name}", "build", extra.name,
+             (python, "-m", "pip", "wheel", ".", "--no-build-isolation", "--no-deps", "-v",
+              "--wheel-dir", str(tmp)), path, env,
+             f"build {extra.name} {label or extra.version or '(version from its metadata)'} "
+             "wheel", (work_dir / "wheels" / extra.name,),
+             relabel={"local": local, "torch": torch_label}),
+        Step(f"install-{extra.name}", "install", extra.name,
+             (python, "-m", "pip", "install", "--no-deps", "--force-reinstall", "--no-index",
+              f"{{wheel:{extra.name}}}"), path, dict(_PIP_OWN_WHEELS),
+             f"install the {extra.name} wheel into the build env"),
+    ]
+    return comp, src, steps, d.refusals
+
+
+def _refuse_extras(refusals: Sequence[tuple[ResolvedExtra, str]], options: Options,
+                   warnings: list[str]) -> None:
+    if not refusals:
+        return
+    if options.force:
+        warnings += [f"--force: {why}" for _, why in refusals]
+        return
+    names = sorted({e.request.spec for e, _ in refusals})
+    # The archs every refused extra can serve: a --cc the tool then accepts (when it differs).
+    keep = [a for a in options.archs if all(remaining_cc((a,), e.recipe) for e, _ in refusals)]
+    narrower = keep and len(keep) < len(options.archs)
+    fix = (f"build for the archs they support (--cc {' '.join(map(str, keep))}), or leave out "
+           if narrower else "leave out ")
+    fix += " ".join(f"--extra {n}" for n in names) + " (or --force to try anyway)"
+    msg = "; ".join(why for _, why in refusals)
+    raise CompatibilityError(msg, fix=fix)
+
+
+def make_plan(book: RecipeBook, options: Options, facts: Facts,
+              extras: Sequence[ResolvedExtra] = ()) -> Plan:
     release = book.release(options.torch)
     if options.torch_from_env and not facts.env_torch_version:
         where = facts.env_python or "the build environment"
@@ -487,6 +572,15 @@ def make_plan(book: RecipeBook, options: Options, facts: Facts) -> Plan:
     for comp, src in zip(components, sources, strict=True):
         steps += _component_steps(book, comp, src, release, values, options, cuda, facts,
                                   wheels_dir, packaged)
+    refusals: list[tuple[ResolvedExtra, str]] = []
+    torch_public = Version(torch_label).public
+    for extra in extras:
+        comp, src, extra_steps, why = _extra_parts(extra, options, facts, cuda, torch_label,
+                                                   torch_public, values, work_dir)
+        components, sources = (*components, comp), (*sources, src)
+        steps += extra_steps
+        refusals += [(extra, w) for w in why]
+    _refuse_extras(refusals, options, warnings)
     own_magma = "USE_MAGMA" in set_for(options.set, "torch")
     if cuda is not None and values["magma"] == "0" and not own_magma \
             and not options.torch_from_env:
@@ -558,6 +652,18 @@ def time_estimate(plan: Plan) -> str:
     return text
 
 
+def _render_extras(plan: Plan) -> list[str]:
+    lines = []
+    for c in plan.components:
+        if c.kind != "extra":
+            continue
+        kernels = " ".join(c.expected_archs) or "-"
+        lines.append(f"extra {c.name} {c.version or '?'} -> {c.label or '?'}  kernels {kernels}"
+                     f"  MAX_JOBS {c.jobs}  ({c.jobs_reason})")
+        lines += [f"  note: {n}" for n in c.notes]
+    return lines
+
+
 def summary(plan: Plan) -> list[str]:
     """The dry-run's opening: what, for which GPUs, with what, how fast, how big."""
     comps = ", ".join(f"{c.dist} {c.label}" for c in plan.components)
@@ -568,6 +674,7 @@ def summary(plan: Plan) -> list[str]:
         *([f"why       {plan.choice}"] if plan.choice else []),
         f"env       {plan.environment.backend} at {plan.environment.prefix}",
         f"jobs      MAX_JOBS {plan.jobs} ({plan.jobs_reason})",
+        *_render_extras(plan),
         f"disk      about {disk_estimate_gb(plan):.0f} GB under {plan.work_dir}",
         f"time      {time_estimate(plan)}",
         f"dist      {plan.dist}",
@@ -599,7 +706,7 @@ def render(plan: Plan, width: int = 100) -> str:
         lines.append(f"  from lock: {env.lock}")
     lines += ["", "sources:"]
     for s in plan.sources:
-        pin = f" @ {s.commit}" if s.commit else ""
+        pin = f" @ {s.commit}" if s.commit else f" sha256 {s.sha256}" if s.sha256 else ""
         lines.append(f"  {s.name:<6} {s.tag:<10} {s.fetch_url}{pin}  -> {s.path}")
     lines += ["", "steps:"]
     for i, st in enumerate(plan.steps, 1):

@@ -135,7 +135,9 @@ def test_version_refusals():
         local="", mem_available_gb=60, swap_free_gb=0, cores=8, requested_jobs=None).refusals)
     assert any("CUDA >= 12.0" in r for r in decide("natten", "0.21.7", cuda="11.8").refusals)
     cpu = decide("torch-scatter", "2.1.2", cuda=None)
-    assert cpu.env == {"FORCE_ONLY_CPU": "1", "MAX_JOBS": "2"} and not cpu.refusals
+    # setup.py:137 use_ninja=False: serial, so MAX_JOBS=1 and the plan says why.
+    assert cpu.env == {"FORCE_ONLY_CPU": "1", "MAX_JOBS": "1"} and not cpu.refusals
+    assert "one file at a time" in cpu.jobs_reason
 
 
 def test_requested_jobs_win_but_warn():

@@ -21,7 +21,9 @@ from torchbuild import locks
 from torchbuild.build import compiler_cache, orphans
 from torchbuild.build.compiler_cache import CacheStats, CompilerCache
 from torchbuild.build.diagnose import explain_failure
+from torchbuild.build.extras import source_pin
 from torchbuild.build.progress import ProgressLine
+from torchbuild.build.relabel import relabel_wheel
 from torchbuild.build.stamps import Stamps, StampStatus, StepInputs, step_inputs
 from torchbuild.command import probe, run
 from torchbuild.env.buildenv import BuildEnv
@@ -122,6 +124,9 @@ class RunState:
 
     def commit_of(self, cwd: Path, env: Mapping[str, str]) -> dict[str, str]:
         """The checkout's HEAD (its submodules are pinned by it), as a stamp input."""
+        pin = source_pin(cwd)   # an --extra sdist or local tree: its content pin, not git's
+        if pin:
+            return {cwd.name: pin}
         if cwd not in self.commits:
             out = probe(["git", "-C", str(cwd), "rev-parse", "HEAD"], env=env)
             self.commits[cwd] = out[1].strip() if out and out[0] == 0 else ""
@@ -229,7 +234,9 @@ def _run_step(step: Step, argv: tuple[str, ...], env: Mapping[str, str], log_pat
             on_spawn=spawned)
     except CommandFailed as exc:
         progress.finish()
-        raise step_failed(step, exc, log_path, plan.jobs) from None
+        # An extra runs its own MAX_JOBS: the OOM advice must halve that one.
+        jobs = int(step.env.get("MAX_JOBS", plan.jobs))
+        raise step_failed(step, exc, log_path, jobs) from None
     finally:
         progress.finish()   # stops the heartbeat on every way out (Ctrl-C too)
         orphans.forget(plan.work_dir, step.id)
@@ -270,6 +277,10 @@ def execute_step(step: Step, index: int, plan: Plan, build_env: BuildEnv,
     outputs: list[str] = []
     if step.kind == "build":
         result.wheels[step.component] = collect_wheel(step, tmp, step.outputs[0])
+        if step.relabel:
+            result.wheels[step.component] = relabel_wheel(
+                result.wheels[step.component], step.relabel.get("local", ""),
+                step.relabel.get("torch", ""))
         outputs = [str(result.wheels[step.component])]
         log.info(f"wheel: {result.wheels[step.component].name}")
     record.duration_s = time.monotonic() - started

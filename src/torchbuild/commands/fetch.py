@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from torchbuild.build import deps, sources
+from torchbuild.build.extras import download_sdist
 from torchbuild.build.sources import Mirrored, mirror_recursive
 from torchbuild.command import probe, run
 from torchbuild.env.buildenv import base_environment
@@ -105,6 +106,14 @@ def fetch(plan: Plan, environ: Mapping[str, str], mirror_prefix: str | None) -> 
                              plan.logs_dir / "fetch.log")
     mirrored: list[Mirrored] = []
     for spec in plan.sources:
+        if spec.kind == "sdist":
+            # --extra from PyPI: the index answer is cached by prepare(); the file goes here.
+            log.step(f"download {spec.tag}")
+            path = download_sdist(spec, plan.cache_dir, offline=False)
+            log.info(f"{spec.name}: {path} (sha256 {spec.sha256[:12]} checked)")
+            continue
+        if spec.kind != "git":
+            continue   # a local directory needs no network
         log.step(f"mirror {spec.name} {spec.tag} with its submodules")
         found = mirror_recursive(spec.url, spec.tag, ctx, is_tag=True)
         log.info(f"{spec.name}: {found[0].commit[:12]}, {len(found) - 1} submodule mirrors")

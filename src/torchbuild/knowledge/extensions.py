@@ -12,6 +12,7 @@ variables are, and what makes a request impossible (flash-attn 2 below sm_80).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,8 +36,8 @@ _PACKAGE_KEYS: dict[str, type] = {
     "versions": str, "repos": list, "source": str, "env": dict, "cuda_env": dict,
     "cpu_env": dict, "cuda_only": bool, "arch_env": str, "arch_style": str, "arch_targets": list,
     "a_archs": list, "fixed_archs": list, "min_arch": str, "min_cuda": str, "min_torch": str,
-    "nvcc_threads": int, "nvcc_threads_env": str, "jobs_env": str, "job_gb": float,
-    "local_version_env": str, "imports": list, "smoke": str,
+    "nvcc_threads": int, "nvcc_threads_env": str, "jobs_env": str, "serial": bool, "job_gb": float,
+    "local_version_env": str, "version_env": str, "imports": list, "smoke": str,
 }
 _FIXED_KEYS: dict[str, type] = {"cuda": str, "archs": list}
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -72,8 +73,10 @@ class ExtensionRecipe:
     nvcc_threads: int = 1
     nvcc_threads_env: str = ""
     jobs_env: str = ""
+    serial: bool = False
     job_gb: float | None = None
     local_version_env: str = ""
+    version_env: str = ""
     imports: tuple[str, ...] = ()
     smoke: str = ""
 
@@ -172,8 +175,8 @@ def _parse_package(name: str, raw: Any, where: str, *, known: bool) -> Extension
     fields: dict[str, Any] = {k: v for k, v in raw.items()
                               if k in {"source", "cuda_only", "arch_env", "arch_style",
                                        "min_arch", "min_cuda", "min_torch", "nvcc_threads",
-                                       "nvcc_threads_env", "jobs_env", "job_gb",
-                                       "local_version_env", "smoke"}}
+                                       "nvcc_threads_env", "jobs_env", "serial", "job_gb",
+                                       "local_version_env", "version_env", "smoke"}}
     for key in ("env", "cuda_env", "cpu_env"):
         if key in raw:
             fields[key] = _env_table(raw[key], f"{where}.{key}")
@@ -423,6 +426,9 @@ def decide_extra(extra: ResolvedExtra, *, archs: Sequence[Arch], cuda: str | Non
                           recipe_threads=recipe.nvcc_threads,
                           threads_settable=bool(recipe.nvcc_threads_env), arch_count=count,
                           cuda=cuda is not None, requested=requested_jobs)
+    if recipe.serial:
+        jobs = dataclasses.replace(jobs, jobs=1, reasoning=f"{label} compiles one file at a time "
+                                   "(its setup.py turns ninja off): MAX_JOBS=1")
     env = {**build_env(recipe, cuda=cuda is not None), **arch.env, "MAX_JOBS": str(jobs.jobs)}
     if recipe.nvcc_threads_env and cuda is not None:
         env[recipe.nvcc_threads_env] = str(jobs.nvcc_threads)
@@ -430,6 +436,9 @@ def decide_extra(extra: ResolvedExtra, *, archs: Sequence[Arch], cuda: str | Non
         env[recipe.jobs_env] = str(jobs.jobs)
     if recipe.local_version_env and local:
         env[recipe.local_version_env] = local
+    if recipe.version_env and extra.version:
+        public = Version(extra.version).public
+        env[recipe.version_env] = f"{public}+{local}" if local else public
     notes = ((extra.note,) if extra.note else ()) + arch.notes
     return ExtraDecision(env, arch.expected, jobs.jobs, jobs.nvcc_threads, jobs.reasoning,
                          notes, tuple(refusals) + arch.refusals)

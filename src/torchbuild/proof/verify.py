@@ -58,6 +58,19 @@ PROBE = Path(__file__).resolve().parents[1] / "resources" / "verify_probe.py"
 
 
 @dataclass(frozen=True)
+class ExtraExpectation:
+    """What one ``--extra`` wheel must deliver (from its plan component)."""
+
+    dist: str
+    archs: tuple[Arch, ...] = ()   # SASS (PTX) its .so files must carry: the archs it compiles
+    imports: tuple[str, ...] = ()  # empty: the wheel's top-level packages
+    smoke: str = ""
+
+    def to_probe(self) -> dict[str, Any]:
+        return {"dist": self.dist, "imports": list(self.imports), "smoke": self.smoke}
+
+
+@dataclass(frozen=True)
 class VerifyRequest:
     """What the wheels must be. ``None``/empty fields are reported but not enforced."""
 
@@ -71,6 +84,7 @@ class VerifyRequest:
     # torchvision codecs that must decode/encode (jpeg, png; nvjpeg on a GPU): those the vision
     # step did not turn off (TORCHVISION_USE_X=0, --allow-missing X).
     codecs: tuple[str, ...] = ()
+    extras: tuple[ExtraExpectation, ...] = ()  # --extra wheels: their own archs, imports, smoke
 
     @property
     def wants_cuda(self) -> bool:
@@ -301,14 +315,16 @@ def _pip(base_python: Path, target: Path) -> list[str]:
 
 
 def run_probe(python: Path, dists: Sequence[str], *, companions: Sequence[str], smoke: bool,
-              work_dir: Path, env: Mapping[str, str]) -> dict[str, Any]:
+              work_dir: Path, env: Mapping[str, str],
+              extras: Sequence[ExtraExpectation] = ()) -> dict[str, Any]:
     """Run the probe with ``python -I`` from an empty directory; return its JSON."""
     cwd = work_dir / "empty-cwd"
     shutil.rmtree(cwd, ignore_errors=True)
     cwd.mkdir(parents=True)
     script = work_dir / "torchbuild_probe.py"
     shutil.copyfile(PROBE, script)   # run from the scratch dir, not from the installed package
-    want = json.dumps({"dists": list(dists), "companions": list(companions), "smoke": smoke})
+    want = json.dumps({"dists": list(dists), "companions": list(companions), "smoke": smoke,
+                       "extras": [e.to_probe() for e in extras]})
     try:
         out = capture([str(python), "-I", str(script), want], env=env, cwd=cwd, timeout=900)
     except CommandFailed as exc:
@@ -486,9 +502,44 @@ def _check_smoke(req: VerifyRequest, probe: Probe) -> list[Check]:
     return checks
 
 
+def _check_extras(req: VerifyRequest, probe: Probe) -> list[Check]:
+    """Each --extra: imports with this torch, pins it, and its smoke op matches the reference."""
+    checks: list[Check] = []
+    torch_version = str(probe["torch"]["version"])
+    for want in req.extras:
+        entry = probe.get("extras", {}).get(want.dist, {})
+        if not entry.get("ok"):
+            checks.append(Check(f"{want.dist} import", "FAILED", "imports",
+                                entry.get("error", "not probed"), CompanionError))
+            continue
+        info = entry["value"]
+        for module, res in info["imports"].items():
+            ok = bool(res.get("ok"))
+            checks.append(Check(f"{want.dist} import {module}", "ok" if ok else "FAILED",
+                                "imports after torch", info["version"] if ok else
+                                res.get("error", "?"), CompanionError))
+        checks += _check_pin(want.dist, info.get("requires", []), torch_version)
+        checks += _extra_smoke(want, info)
+    return checks
+
+
+def _extra_smoke(want: ExtraExpectation, info: Mapping[str, Any]) -> list[Check]:
+    if not want.smoke:
+        return []
+    if "smoke" not in info:
+        return [Check(f"{want.dist} smoke", "skipped", "-", "no GPU visible")]
+    res = info["smoke"]
+    if not res.get("ok"):
+        return [Check(f"{want.dist} smoke", "FAILED", "matches the reference",
+                      res.get("error", "?"), GpuSmokeError)]
+    return [Check(f"{want.dist} smoke {dev}", "ok" if good else "FAILED",
+                  "matches the reference", "matches" if good else "wrong result", GpuSmokeError)
+            for dev, good in res["value"].items()]
+
+
 _PROBE_CHECKS: tuple[Callable[[VerifyRequest, Probe], list[Check]], ...] = (
     _check_version, _check_cuda, _check_arch_list, _check_features, _check_companions,
-    _check_smoke,
+    _check_smoke, _check_extras,
 )
 
 
@@ -505,7 +556,11 @@ def check_probe(req: VerifyRequest, probe: Probe, *, site: str | None) -> list[C
 def check_kernels(req: VerifyRequest, probe: Probe, environ: Mapping[str, str]
                   ) -> tuple[list[Check], list[DeviceCode], list[ArchCoverage]]:
     """cuobjdump over every shared library of the verified distributions."""
-    files = [Path(p) for entry in probe.get("binaries", {}).values() for p in _value(entry) or []]
+    own = {canonicalize_name(e.dist) for e in req.extras}
+    files = [Path(p) for dist, entry in probe.get("binaries", {}).items()
+             if canonicalize_name(dist) not in own for p in _value(entry) or []]
+    if not files and own:
+        return [], [], []   # only extras were verified: their own checks cover the kernels
     if not req.wants_cuda or not req.archs:
         return [Check("kernels", "skipped", "-", "no CUDA archs requested")], [], []
     codes = scan(files, find_cuobjdump(environ))
@@ -573,7 +628,7 @@ def verify_wheels(wheels: Sequence[Path], request: VerifyRequest, *, base_python
     companions = sorted(set(COMPANIONS) & {canonicalize_name(d) for d in dists}
                         | set(request.companions))
     probe = run_probe(python, dists, companions=companions, smoke=request.gpu_smoke,
-                      work_dir=work_dir, env=env)
+                      work_dir=work_dir, env=env, extras=request.extras)
     site = str(env_dir.resolve()) if "torch" in {canonicalize_name(d) for d in dists} else None
     report = _assemble(request, probe, site, environ)
     report.checks += [deps, pip_check(python, env, pip_python=base_python, ours=dists)]
@@ -598,13 +653,39 @@ def verify_installed(python: Path, request: VerifyRequest, *, work_dir: Path,
     return report
 
 
+def extra_kernels(req: VerifyRequest, probe: Probe, environ: Mapping[str, str]
+                  ) -> tuple[list[Check], list[DeviceCode], list[ArchCoverage]]:
+    """cuobjdump over each extra's own libraries, against the archs that extra compiles."""
+    checks: list[Check] = []
+    all_codes: list[DeviceCode] = []
+    all_cov: list[ArchCoverage] = []
+    for want in req.extras:
+        if not want.archs:
+            continue
+        files = [Path(p) for p in _value(probe.get("binaries", {}).get(want.dist)) or []]
+        codes = scan(files, find_cuobjdump(environ))
+        cov = coverage(codes, want.archs)
+        if not codes:
+            checks.append(Check(f"{want.dist} kernels", "FAILED", "device code",
+                                f"none in {len(files)} libraries", KernelImageError))
+        for c in cov:
+            found = "SASS" if c.sass else f"no SASS ({', '.join(c.lacking[:3])})"
+            checks.append(Check(f"{want.dist} kernels {c.arch}", "ok" if c.ok else "FAILED",
+                                "SASS", found, KernelImageError))
+        all_codes += codes
+        all_cov += cov
+    return checks, all_codes, all_cov
+
+
 def _assemble(request: VerifyRequest, probe: dict[str, Any], site: str | None,
               environ: Mapping[str, str]) -> VerifyReport:
     checks = check_probe(request, probe, site=site)
     if checks[0].failed:
         return VerifyReport(checks, probe)
     kernel_checks, codes, cov = check_kernels(request, probe, environ)
-    return VerifyReport(checks + kernel_checks, probe, codes, cov)
+    extra_checks, extra_codes, extra_cov = extra_kernels(request, probe, environ)
+    return VerifyReport(checks + kernel_checks + extra_checks, probe, codes + extra_codes,
+                        cov + extra_cov)
 
 
 def request_for_plan(plan: Plan, allow_missing: Sequence[str] | None = None,
@@ -616,14 +697,20 @@ def request_for_plan(plan: Plan, allow_missing: Sequence[str] | None = None,
     vision_env = next((s.env for s in plan.steps if s.id == "build-vision"), {})
     allowed = plan.allow_missing if allow_missing is None else allow_missing
     request = _request(plan.torch_version, plan.cuda, plan.archs if plan.cuda else (),
-                       torch_env, [c.dist for c in plan.components], allowed,
-                       plan.machine if machine is None else machine)
+                       torch_env, [c.dist for c in plan.components if c.kind == "core"], allowed,
+                       plan.machine if machine is None else machine,
+                       [_expectation(c.dist, c.expected_archs, c.imports, c.smoke)
+                        for c in plan.components if c.kind == "extra"])
     return _with_codecs(request, vision_env, allowed)
 
 
 def verify_for_plan(plan: Plan, options: Options, wheels: Sequence[Path]) -> dict[str, Any]:
     """The pipeline's verify stage: check, print the table, keep the JSON, raise on a failure."""
     request = request_for_plan(plan)
+    # An --extra from git or a directory is named after its repo; its wheel says the real dist.
+    by_name = {c.name: dist_name(w) for c, w in zip(plan.components, wheels, strict=False)}
+    request = replace(request, extras=tuple(replace(e, dist=by_name.get(e.dist, e.dist))
+                                            for e in request.extras))
     work_dir = plan.work_dir / "verify"
     log.step(f"verify ({len(wheels)} wheels in a throwaway env)")
     report = verify_wheels(wheels, request, base_python=Path(plan.environment.python),
@@ -674,10 +761,24 @@ def request_from_manifest(manifest: Mapping[str, Any], allow_missing: Sequence[s
     archs = parse_cc(" ".join(plan.get("archs") or [])) if cuda and plan.get("archs") else ()
     steps = {s.get("id"): s for s in plan.get("steps", [])}
     env = steps.get("build-torch", {}).get("env") or {}
+    comps = plan.get("components", [])
     request = _request(plan.get("torch_version"), cuda, archs, env,
-                       [str(c.get("dist")) for c in plan.get("components", [])], allow_missing,
-                       machine)
+                       [str(c.get("dist")) for c in comps if c.get("kind", "core") == "core"],
+                       allow_missing, machine, _extras_of(comps))
     return _with_codecs(request, steps.get("build-vision", {}).get("env") or {}, allow_missing)
+
+
+def _expectation(dist: str, archs: Sequence[str], imports: Sequence[str],
+                 smoke: str) -> ExtraExpectation:
+    return ExtraExpectation(dist, parse_cc(" ".join(archs)) if archs else (), tuple(imports),
+                            smoke)
+
+
+def _extras_of(components: Sequence[Mapping[str, Any]]) -> list[ExtraExpectation]:
+    """--extra components of a plan (as JSON): what each must deliver."""
+    return [_expectation(str(c["dist"]), c.get("expected_archs") or (), c.get("imports") or (),
+                         str(c.get("smoke") or "")) for c in components
+            if c.get("kind") == "extra"]
 
 
 def _with_codecs(request: VerifyRequest, vision_env: Mapping[str, str],
@@ -694,7 +795,7 @@ def _with_codecs(request: VerifyRequest, vision_env: Mapping[str, str],
 
 def _request(torch_version: str | None, cuda: str | None, archs: tuple[Arch, ...],
              torch_env: Mapping[str, str], dists: Sequence[str], allow_missing: Sequence[str],
-             machine: str) -> VerifyRequest:
+             machine: str, extras: Sequence[ExtraExpectation] = ()) -> VerifyRequest:
     wanted = RequestedFeatures.from_step_env(torch_env, cpu=cuda is None, archs=archs,
                                              machine=machine)
     features = {"cudnn": wanted.cudnn, "magma": wanted.magma, "mkl": wanted.mkl}
@@ -705,6 +806,7 @@ def _request(torch_version: str | None, cuda: str | None, archs: tuple[Arch, ...
         cuda=cuda, cpu=cuda is None, archs=archs,
         features=tuple(sorted(n for n, on in features.items() if on and n not in allowed)),
         companions=tuple(sorted(names & set(COMPANIONS))),
+        extras=tuple(extras),
     )
 
 

@@ -150,6 +150,56 @@ def companion(torch, name):
             info["ops"] = {"ok": True, "value": bool(flag)}
     return info
 
+def top_level(dist):
+    text = md.distribution(dist).read_text("top_level.txt") or ""
+    names = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return [n for n in names if not n.startswith("_")] or [dist.replace("-", "_")]
+
+def smoke_torch_scatter(torch, gpu):
+    # scatter_add against plain torch's index_add_, on the CPU and (when present) the GPU.
+    torch_scatter = importlib.import_module("torch_scatter")
+    src = torch.randn(10, 6)
+    index = torch.tensor([0, 1, 0, 1, 2, 1, 0, 2, 2, 1])
+    ref = torch.zeros(3, 6).index_add_(0, index, src)
+    out = {}
+    for dev in ["cpu"] + (["cuda"] if gpu else []):
+        got = torch_scatter.scatter_add(src.to(dev), index.to(dev), dim=0).cpu()
+        out[dev] = bool(torch.allclose(got, ref, atol=1e-5))
+    return out
+
+def smoke_causal_conv1d(torch):
+    # The package's own reference formula (causal_conv1d_interface.causal_conv1d_ref).
+    import torch.nn.functional as F
+    causal_conv1d_fn = importlib.import_module("causal_conv1d").causal_conv1d_fn
+    x, w, b = torch.randn(2, 64, 256), torch.randn(64, 4), torch.randn(64)
+    ref = F.silu(F.conv1d(x, w.unsqueeze(1), b, padding=3, groups=64)[..., :256])
+    got = causal_conv1d_fn(x.cuda(), w.cuda(), b.cuda(), activation="silu").cpu()
+    return {"cuda": bool(torch.allclose(got, ref, rtol=1e-3, atol=1e-3))}
+
+def smoke_flash_attn(torch):
+    import torch.nn.functional as F
+    flash_attn_func = importlib.import_module("flash_attn").flash_attn_func
+    q, k, v = (torch.randn(2, 128, 4, 64, device="cuda", dtype=torch.float16) for _ in range(3))
+    got = flash_attn_func(q, k, v, causal=True)
+    ref = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                         is_causal=True).transpose(1, 2)
+    return {"cuda": bool(torch.allclose(got.float(), ref.float(), atol=2e-2))}
+
+# name -> (test, GPU only); the GPU-only ones take torch alone.
+SMOKES = {"torch_scatter": (smoke_torch_scatter, False),
+          "causal_conv1d": (smoke_causal_conv1d, True), "flash_attn": (smoke_flash_attn, True)}
+
+def extra(torch, spec, gpu):
+    dist = spec["dist"]
+    info = {"version": md.version(dist), "requires": list(md.requires(dist) or []),
+            "imports": {}}
+    for name in spec.get("imports") or top_level(dist):
+        info["imports"][name] = attempt(lambda name=name: bool(importlib.import_module(name)))
+    smoke, needs_gpu = SMOKES.get(spec.get("smoke") or "", (None, False))
+    if smoke is not None and (gpu or not needs_gpu):
+        info["smoke"] = attempt(lambda: smoke(torch) if needs_gpu else smoke(torch, gpu))
+    return info
+
 def main():
     want = json.loads(sys.argv[1])
     out = {"python": sys.version.split()[0], "executable": sys.executable, "cwd": os.getcwd(),
@@ -178,6 +228,8 @@ def main():
     vision = out["companions"].get("torchvision", {}).get("ok", False)
     if want["smoke"] and gpu:
         out["smoke"] = attempt(lambda: gpu_smoke(torch, vision))
+    out["extras"] = {e["dist"]: attempt(lambda e=e: extra(torch, e, gpu and want["smoke"]))
+                     for e in want.get("extras", [])}
     return out
 
 if __name__ == "__main__":   # run as a script; tests import its helpers

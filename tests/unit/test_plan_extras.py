@@ -1,0 +1,198 @@
+"""Plans with --extra: the env each extra's steps get, MAX_JOBS under several RAM sizes, refusals.
+
+The extras are resolved the way the pipeline resolves them, minus the index request: the versions
+are the current releases whose setup.py the recipes were read from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from torchbuild.__main__ import build_parser
+from torchbuild.build.extras import choose_sdist
+from torchbuild.build.relabel import relabel_wheel
+from torchbuild.errors import CompatibilityError, UsageError
+from torchbuild.knowledge.extensions import ResolvedExtra, load_extensions, parse_extra
+from torchbuild.knowledge.recipe import default_recipe_dir, load_recipes
+from torchbuild.machine.facts import Facts
+from torchbuild.machine.probes import MemInfo, Toolkit
+from torchbuild.options import resolve
+from torchbuild.plan import make_plan, render
+
+BOOK = load_extensions(default_recipe_dir())
+CURRENT = {"flash-attn": "2.8.3", "xformers": "0.0.35", "causal-conv1d": "1.7.0",
+           "mamba-ssm": "2.3.2.post1", "torch-scatter": "2.1.2"}
+TOOLKIT = Toolkit("/usr/local/cuda/bin/nvcc", "12.8", Path("/usr/local/cuda"), (), None, None)
+FACTS = Facts(cores=16, mem=MemInfo(64.0, 60.0, 0.0, 0.0), machine="x86_64", toolkit=TOOLKIT,
+              host_python="/usr/bin/python3", host_python_version="3.11")
+
+
+def with_mem(gb: float, cores: int = 16) -> Facts:
+    return dataclasses.replace(FACTS, mem=MemInfo(gb, gb, 0.0, 0.0), cores=cores)
+
+
+def resolved(name: str) -> ResolvedExtra:
+    version = CURRENT[name]
+    recipe, note = BOOK.recipe_for(name, version)
+    return ResolvedExtra(parse_extra(f"{name}=={version}", BOOK), name, version,
+                         f"https://files.example/{name}-{version}.tar.gz",
+                         tag=f"{name}-{version}.tar.gz", sha256="ab" * 32, recipe=recipe,
+                         note=note)
+
+
+def plan_for(*argv: str, extras: tuple[str, ...], facts: Facts = FACTS):
+    opts = resolve(vars(build_parser().parse_args(list(argv))), {"HOME": "/home/u"})
+    return make_plan(load_recipes(), opts, facts, tuple(resolved(n) for n in extras))
+
+
+def step(plan, sid):
+    return next(s for s in plan.steps if s.id == sid)
+
+
+def test_extras_come_after_torch_and_the_companions():
+    p = plan_for("--cc", "8.6", "--torch", "2.9.1", extras=("flash-attn", "causal-conv1d"))
+    ids = [s.id for s in p.steps]
+    assert ids[-4:] == ["build-flash-attn", "install-flash-attn", "build-causal-conv1d",
+                        "install-causal-conv1d"]
+    assert ids.index("install-audio") < ids.index("build-flash-attn")
+    extra = [c for c in p.components if c.kind == "extra"]
+    assert [(c.name, c.label) for c in extra] == [("flash-attn", "2.8.3+cu128.sm86"),
+                                                  ("causal-conv1d", "1.7.0+cu128.sm86")]
+    src = next(s for s in p.sources if s.name == "flash-attn")
+    assert (src.kind, src.sha256, src.path.name) == ("sdist", "ab" * 32, "flash-attn")
+    assert "extra flash-attn 2.8.3 -> 2.8.3+cu128.sm86  kernels 8.0" in render(p)
+
+
+def test_flash_attn_step_env():
+    b = step(plan_for("--cc", "8.6", "--torch", "2.9.1", extras=("flash-attn",)),
+             "build-flash-attn")
+    assert b.argv[1:8] == ("-m", "pip", "wheel", ".", "--no-build-isolation", "--no-deps", "-v")
+    assert {k: b.env[k] for k in ("FLASH_ATTENTION_FORCE_BUILD", "FLASH_ATTN_CUDA_ARCHS",
+                                  "NVCC_THREADS", "FLASH_ATTN_LOCAL_VERSION",
+                                  "TORCH_CUDA_ARCH_LIST", "PIP_CONSTRAINT")} == {
+        "FLASH_ATTENTION_FORCE_BUILD": "TRUE", "FLASH_ATTN_CUDA_ARCHS": "80",
+        "NVCC_THREADS": "1", "FLASH_ATTN_LOCAL_VERSION": "cu128.sm86",
+        "TORCH_CUDA_ARCH_LIST": "8.6", "PIP_CONSTRAINT": "/dev/null"}
+    assert b.relabel == {"local": "cu128.sm86", "torch": "2.9.1+cu128.sm86"}
+
+
+def test_xformers_causal_conv1d_mamba_step_env():
+    p = plan_for("--cc", "9.0", "--torch", "2.13.0", "--cuda", "13.0",
+                 extras=("xformers", "causal-conv1d", "mamba-ssm"))
+    x = step(p, "build-xformers").env
+    assert (x["XFORMERS_BUILD_TYPE"], x["FORCE_CUDA"], x["TORCH_CUDA_ARCH_LIST"]) == \
+        ("Release", "1", "9.0")
+    c = step(p, "build-causal-conv1d").env
+    assert c["CAUSAL_CONV1D_FORCE_BUILD"] == "TRUE" and "NVCC_THREADS" not in c
+    m = step(p, "build-mamba-ssm").env
+    assert m["MAMBA_FORCE_BUILD"] == "TRUE" and m["MAMBA_LOCAL_VERSION"] == "cu130.sm90"
+    comps = {c.name: c for c in p.components}
+    assert comps["causal-conv1d"].expected_archs == ("9.0",)
+    assert any("sm_121" in n for n in comps["mamba-ssm"].notes)
+
+
+@pytest.mark.parametrize(("mem", "cores", "flash", "conv"), [
+    # causal-conv1d: 6 hard-coded archs at nvcc 12.8, --threads 4 x 2.5 GB = 10 GB a job, 4 cores
+    # a job; flash-attn: 4 targets x 2.25 GB (its 9 GB at 4 threads), NVCC_THREADS 4.
+    (16.0, 4, 1, 1), (32.0, 8, 2, 2), (64.0, 16, 4, 4), (128.0, 32, 8, 8), (512.0, 128, 32, 32),
+    (40.0, 64, 4, 3)])
+def test_max_jobs_per_extra_by_ram(mem, cores, flash, conv):
+    facts = with_mem(mem, cores)
+    p = plan_for("--cc", "8.0 9.0 10.0 12.0", "--torch", "2.9.1", facts=facts,
+                 extras=("flash-attn", "causal-conv1d"))
+    f, c = step(p, "build-flash-attn").env, step(p, "build-causal-conv1d").env
+    assert (int(f["MAX_JOBS"]), int(c["MAX_JOBS"])) == (flash, conv), (f, c)
+    assert int(f["MAX_JOBS"]) * int(f["NVCC_THREADS"]) <= cores
+
+
+def test_jobs_option_is_honoured_with_a_warning():
+    p = plan_for("--cc", "8.0 9.0", "--torch", "2.9.1", "--jobs", "12",
+                 facts=with_mem(16.0),
+                 extras=("flash-attn",))
+    comp = next(c for c in p.components if c.name == "flash-attn")
+    assert comp.jobs == 12 and "OOM risk" in comp.jobs_reason
+
+
+def test_flash_attn_2_below_sm80_is_refused_with_a_fix_that_works():
+    with pytest.raises(CompatibilityError) as exc:
+        plan_for("--cc", "7.5 8.6", "--torch", "2.9.1", extras=("flash-attn",))
+    assert "below 8.0" in exc.value.message and "--cc 8.6" in (exc.value.fix or "")
+    plan_for("--cc", "8.6", "--torch", "2.9.1", extras=("flash-attn",))   # the fix is accepted
+
+
+def test_cpu_build_of_a_cuda_only_extra_is_refused():
+    with pytest.raises(CompatibilityError, match="CUDA kernels only"):
+        plan_for("--cpu", "--torch", "2.9.1", extras=("mamba-ssm",))
+
+
+def test_xformers_needs_a_newer_torch():
+    with pytest.raises(CompatibilityError, match="torch >= 2.10"):
+        plan_for("--cc", "9.0", "--torch", "2.9.1", extras=("xformers",))
+
+
+def test_force_turns_refusals_into_warnings():
+    p = plan_for("--cc", "7.5 8.6", "--torch", "2.9.1", "--force", extras=("flash-attn",))
+    assert any("below 8.0" in w for w in p.warnings)
+
+
+def test_cpu_extra_gets_the_cpu_switch():
+    b = step(plan_for("--cpu", "--torch", "2.9.1", extras=("torch-scatter",)),
+             "build-torch-scatter")
+    assert b.env["FORCE_ONLY_CPU"] == "1" and "TORCH_CUDA_ARCH_LIST" not in b.env
+    assert b.relabel == {"local": "cpu", "torch": "2.9.1+cpu"}
+
+
+def test_extra_option_parses_and_bad_specs_fail_fast():
+    opts = resolve(vars(build_parser().parse_args(["--cc", "8.6", "--extra", "flash-attn==2.8.3",
+                                                   "--extra", "causal-conv1d"])), {})
+    assert opts.extra == ("flash-attn==2.8.3", "causal-conv1d")
+    with pytest.raises(UsageError, match="needs a scheme and a tag"):
+        parse_extra("git+https://github.com/facebookresearch/xformers", BOOK)
+
+
+INDEX = {"files": [
+    {"filename": "causal_conv1d-1.6.1.tar.gz", "url": "u1", "hashes": {"sha256": "1" * 64}},
+    {"filename": "causal_conv1d-1.7.0.tar.gz", "url": "u2", "hashes": {"sha256": "2" * 64}},
+    {"filename": "causal_conv1d-1.8.0.tar.gz", "url": "u3", "hashes": {"sha256": "3" * 64},
+     "yanked": "broken"},
+    {"filename": "causal_conv1d-1.7.0-cp311-cp311-linux_x86_64.whl", "url": "w",
+     "hashes": {"sha256": "4" * 64}},
+]}
+
+
+def test_choose_sdist_newest_matching_not_yanked():
+    assert choose_sdist(INDEX, "causal-conv1d", "")[0] == "1.7.0"
+    assert choose_sdist(INDEX, "causal-conv1d", "<1.7")[1]["url"] == "u1"
+    with pytest.raises(UsageError) as exc:
+        choose_sdist(INDEX, "causal-conv1d", "==9.9")
+    assert exc.value.fix == "use --extra causal-conv1d==1.8.0" or "1.7.0" in str(exc.value)
+
+
+def _wheel(path: Path, requires: str) -> Path:
+    whl = path / "torch_scatter-2.1.2-cp311-cp311-linux_x86_64.whl"
+    info = "torch_scatter-2.1.2.dist-info"
+    with zipfile.ZipFile(whl, "w") as zf:
+        zf.writestr("torch_scatter/__init__.py", "__version__ = '2.1.2'\n")
+        zf.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: torch_scatter\n"
+                    f"Version: 2.1.2\n{requires}\nlong description\n")
+        zf.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\n")
+        zf.writestr(f"{info}/RECORD", "")
+    return whl
+
+
+@pytest.mark.parametrize("requires", ["", "Requires-Dist: torch>=2.0\n"])
+def test_relabel_wheel(tmp_path, requires):
+    out = relabel_wheel(_wheel(tmp_path, requires), "cu128.sm86", "2.9.1+cu128.sm86")
+    assert out.name == "torch_scatter-2.1.2+cu128.sm86-cp311-cp311-linux_x86_64.whl"
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]
+    with zipfile.ZipFile(out) as zf:
+        info = "torch_scatter-2.1.2+cu128.sm86.dist-info"
+        meta = zf.read(f"{info}/METADATA").decode()
+        record = zf.read(f"{info}/RECORD").decode()
+    assert "Version: 2.1.2+cu128.sm86" in meta and "long description" in meta
+    assert meta.count("Requires-Dist: torch==2.9.1+cu128.sm86") == 1
+    assert f"{info}/METADATA,sha256=" in record and "torch_scatter/__init__.py,sha256=" in record
