@@ -4,6 +4,7 @@ there: no such machine was available to record them)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from torchbuild.machine.gpu import ccs_from_report
 from torchbuild.machine.preflight import (
     MachineFacts,
     PreflightRequest,
+    cmake_findings,
     resource_findings,
     wsl_findings,
 )
@@ -266,3 +268,14 @@ def test_find_toolkits_does_not_probe_the_known_toolkit_again(monkeypatch) -> No
     found = probes.find_toolkits({}, known=known)
     assert found[0] is known
     assert "find_nvcc" not in probed and known.nvcc not in probed
+
+
+def test_cmake_minimum_applies_only_when_torch_is_built() -> None:
+    """--torch-from-env --env existing builds extensions/companions: torch 2.13's cmake >= 3.27
+    is not theirs (a host cmake 3.25 must not stop a torch-scatter build)."""
+    kn = load_knowledge()
+    old = _facts(wsl=False, cmake="3.25.1")
+    req = _req("/home/me/tb", cpu=True)
+    existing = dataclasses.replace(req, env_backend="existing")
+    assert [f.level for f in cmake_findings(existing, old, kn)] == ["error"]
+    assert cmake_findings(dataclasses.replace(existing, torch_from_env=True), old, kn) == []

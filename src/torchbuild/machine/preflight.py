@@ -202,7 +202,8 @@ def git_findings(req: PreflightRequest, facts: MachineFacts) -> list[Finding]:
 
 def cmake_findings(req: PreflightRequest, facts: MachineFacts, kn: Knowledge) -> list[Finding]:
     """Only an `existing` env builds with the cmake on PATH; other backends install their own."""
-    if req.env_backend != "existing":
+    # --torch-from-env: torch's own minimum cmake does not apply to what is built against it.
+    if req.env_backend != "existing" or req.torch_from_env:
         return []
     if facts.cmake is None:
         return [error("cmake", "cmake is not on PATH of the existing env",
