@@ -147,7 +147,9 @@ def test_typical_plan_passes_within_seconds(tmp_path: Path) -> None:
     started = time.monotonic()
     found = run_preflight(request(tmp_path), force=False, sink=quiet)
     took = time.monotonic() - started
-    assert took < 10, f"preflight took {took:.1f}s"
+    # The goal (about a second) is measured in benchmarks/bench_preflight.py; this bound only
+    # catches a probe that hangs, and holds on a loaded 2-core CI machine running compiles beside.
+    assert took < 30, f"preflight took {took:.1f}s"
     assert not [f for f in found if f.level == "error"]
     (kernels,) = [f for f in found if f.check == "kernel"]  # one nvcc for all archs
     assert kernels.level == "ok" and "sm_86 sm_90 sm_120" in kernels.message

@@ -258,7 +258,7 @@ class RattlerBackend:
             write_marker(partial, lock_sha, lock)
             partial.rename(final)
         except BaseException:
-            shutil.rmtree(partial, ignore_errors=True)
+            _remove_settled(partial)
             raise
         log.info(f"installed {len(lock.packages)} conda packages into {final} "
                  f"in {time.monotonic() - started:.1f}s")
@@ -273,6 +273,20 @@ class RattlerBackend:
                           execute_link_scripts=False)
         except InstallerError as exc:
             raise _install_error(exc, self.offline) from None
+
+
+def _remove_settled(partial: Path, *, settle_s: float = 0.2, limit_s: float = 10.0) -> None:
+    """Delete a failed install's prefix and keep deleting until it stays gone.
+
+    When one download fails (a hash mismatch), rattler raises while its other tasks may still be
+    linking files into the prefix for a moment, so a single rmtree can leave a fresh
+    ``.partial-*`` behind (seen under load in CI)."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        shutil.rmtree(partial, ignore_errors=True)
+        time.sleep(settle_s)
+        if not partial.exists() or time.monotonic() > deadline:
+            return
 
 
 def _install_error(exc: Exception, offline: bool) -> Exception:
