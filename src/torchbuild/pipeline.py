@@ -21,6 +21,7 @@ from torchbuild.build import steps as build
 from torchbuild.build.sources import Checkout
 from torchbuild.cc import arch_list_env
 from torchbuild.env import create as environment
+from torchbuild.env.buildenv import BuildEnv
 from torchbuild.errors import TorchbuildError
 from torchbuild.knowledge.extensions import ResolvedExtra, load_extensions
 from torchbuild.knowledge.recipe import RecipeBook, load_recipes
@@ -40,7 +41,7 @@ from torchbuild.plan import Plan, Step, make_plan, pin_commits, pin_deps, render
 from torchbuild.proof import artifacts, readiness
 from torchbuild.proof import report as build_report
 from torchbuild.proof.cmake_audit import audit_configure_step
-from torchbuild.proof.verify import verify_for_plan
+from torchbuild.proof.verify import previous_report, verify_for_plan, verify_key
 
 
 def _detect_archs(options: Options) -> Options:
@@ -107,10 +108,13 @@ def _preflight(plan: Plan, options: Options, machine: facts.Facts) -> None:
     preflight_for_plan(plan, options, machine)
 
 
-def _verify(plan: Plan, options: Options, wheels: list[Path]) -> dict[str, Any] | None:
+def _verify(plan: Plan, options: Options, wheels: list[Path], build_env: BuildEnv,
+            machine: facts.Facts) -> dict[str, Any] | None:
+    key = verify_key(plan, wheels, build_env.lock_sha256, machine.env_packages)
     if not options.verify:
-        return None
-    return verify_for_plan(plan, options, wheels)
+        # A --no-verify rerun keeps the report of an earlier verify of the very same wheels.
+        return previous_report(plan, key)
+    return verify_for_plan(plan, options, wheels, key=key)
 
 
 def _report(plan: Plan, result: build.BuildResult, cores: int) -> list[Path]:
@@ -220,7 +224,7 @@ def _build(plan: Plan, options: Options, machine: facts.Facts,
         return _stopped(plan, options, "configure", checkouts, result)
     result = build.execute(plan, build_env, audit=audit_configure_step)
     wheels = [result.wheels[c.name] for c in plan.components]
-    report = _verify(plan, options, wheels)
+    report = _verify(plan, options, wheels, build_env, machine)
     manifest = artifacts.build_manifest(plan, options, result, checkouts, build_env, wheels,
                                         report)
     extra = [build_env.lock_path] if build_env.lock_path else []

@@ -344,6 +344,28 @@ def cuda_home_view(env_prefix: Path) -> Path:
     return env_prefix.parent / "cuda-home"
 
 
+# torch.utils.cpp_extension puts the first ccache/sccache on PATH in front of the compiler only
+# in newer releases: absent from v2.6.0's torch/utils/cpp_extension.py (shared/real-sources),
+# present in the 2.13.0 wheel's (_wrap_compiler, TORCH_NO_COMPILER_WRAPPER); a downstream
+# project's build notes date it to 2.10.
+_CPP_EXTENSION_WRAPS_SINCE = Version("2.10")
+
+
+def _compiler_cache_note(options: Options, facts: Facts, release: Release,
+                         components: tuple[Component, ...]) -> list[str]:
+    """Say it when the compiler cache cannot reach torchvision's cpp_extension compiles (#17)."""
+    torch = facts.env_torch_version if options.torch_from_env else release.version
+    if options.compiler_cache == "none" or not torch or not any(c.name == "vision"
+                                                                  for c in components):
+        return []
+    if Version(torch).release >= _CPP_EXTENSION_WRAPS_SINCE.release:
+        return []
+    note = (f"compiler cache: torch {torch}'s cpp_extension does not put ccache/sccache in front "
+            "of the compiler (from torch 2.10 it does), so torchvision compiles without the "
+            "cache; the CMake builds (torch, torchaudio) use it")
+    return [note]
+
+
 def magma_available(env_spec: EnvSpec) -> bool:
     """Only the conda env can bring MAGMA (conda-forge's libmagma-devel or legacy ``magma``)."""
     return any(spec_name(s) in MAGMA_PACKAGES for s in env_spec.conda_specs)
@@ -541,8 +563,12 @@ def make_plan(book: RecipeBook, options: Options, facts: Facts,
                          "torch), or drop --torch-from-env")
     cuda = _choose_cuda(release, options, facts)
     python_version = _choose_python(release, options, facts)
+    # What this build is (+cu128.sm86 / +cpu). The companions carry it even against a torch
+    # from the env (a PyPI torch has no local label to inherit); their torch pin stays that
+    # torch's exact version.
+    build_label = version_label(release.version, cuda, options.archs, cpu=cuda is None)
     torch_label = (facts.env_torch_version or release.version) if options.torch_from_env \
-        else version_label(release.version, cuda, options.archs, cpu=cuda is None)
+        else build_label
     # Option paths arrive expanded (options.py): expanding here would read HOME behind our back.
     work_dir = options.work_dir or options.cache_dir / "work" / \
         f"torch-{release.version}-{cuda_tag(cuda) if cuda else 'cpu'}"
@@ -554,7 +580,7 @@ def make_plan(book: RecipeBook, options: Options, facts: Facts,
                          vision=any(name == "vision" for name, _, _ in chosen))
     components = tuple(
         Component(name, book.components[name].dist, version,
-                  torch_label if name == "torch" else companion_version(version, torch_label),
+                  torch_label if name == "torch" else companion_version(version, build_label),
                   ctag)
         for name, version, ctag in chosen)
     env_spec, warnings = _existing_env_requirements(book, release, env_spec, components, facts,
@@ -591,6 +617,7 @@ def make_plan(book: RecipeBook, options: Options, facts: Facts,
                         "your own MAGMA to use it")
     warnings += plain_http_warnings(env_spec.channels if env_spec.conda_specs else (),
                                     options.git_mirror)
+    warnings += _compiler_cache_note(options, facts, release, components)
     if not components:
         msg = "nothing to build: torch comes from the env and every companion is 'none'"
         raise UsageError(msg, fix="drop --torch-from-env or ask for a companion")

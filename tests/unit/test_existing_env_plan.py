@@ -54,3 +54,28 @@ def test_a_component_set_reaches_only_that_components_steps() -> None:
     builds = {s.component: s.env for s in p.steps if s.kind == "build"}
     assert builds["audio"]["CUDA_HOME"] == "/opt/cuda-12.4" and builds["audio"]["USE_X"] == "1"
     assert "CUDA_HOME" not in builds["vision"] and builds["vision"]["USE_X"] == "1"
+
+
+def test_companions_of_a_pypi_torch_carry_this_builds_label() -> None:
+    # PyPI's torch 2.6.0 says just "2.6.0": the label comes from this build, the pin from torch
+    p = plan_for("--torch", "2.6.0", "--cpu", "--torch-from-env", "--env", "existing",
+                 "--python", "/home/u/venv/bin/python", facts=USER_VENV)
+    labels = {c.name: c.label for c in p.components}
+    assert labels == {"vision": "0.21.0+cpu", "audio": "2.6.0+cpu"}
+    vision = next(s for s in p.steps if s.id == "build-vision")
+    assert vision.env["BUILD_VERSION"] == "0.21.0+cpu"
+    assert vision.env["PYTORCH_VERSION"] == "2.6.0"
+
+
+def test_the_plan_says_when_the_compiler_cache_cannot_reach_torchvision() -> None:
+    p = plan_for("--torch", "2.6.0", "--cpu", "--torch-from-env", "--env", "existing",
+                 "--python", "/home/u/venv/bin/python", facts=USER_VENV)
+    assert any("torch 2.6.0's cpp_extension does not put ccache" in w for w in p.warnings)
+    newer = dataclasses.replace(USER_VENV, env_torch_version="2.13.0+cpu")
+    p = plan_for("--torch", "2.13.0", "--cpu", "--torch-from-env", "--env", "existing",
+                 "--python", "/home/u/venv/bin/python", facts=newer)
+    assert not any("cpp_extension does not" in w for w in p.warnings)
+    p = plan_for("--torch", "2.6.0", "--cpu", "--torch-from-env", "--env", "existing",
+                 "--python", "/home/u/venv/bin/python", "--compiler-cache", "none",
+                 facts=USER_VENV)
+    assert not any("cpp_extension does not" in w for w in p.warnings)

@@ -98,7 +98,7 @@ def test_venv_says_there_is_no_magma() -> None:
     assert env["USE_MAGMA"] == "0" and "USE_SYSTEM_NCCL" not in env
     assert any("no MAGMA for CUDA 12.8" in w and "only --env conda" in w for w in p.warnings)
     p = plan_for("--cc", "8.6", "--env", "venv", "--torch", "2.9.1", "--set", "USE_MAGMA=1")
-    assert _torch_env(p)["USE_MAGMA"] == "1" and not p.warnings
+    assert _torch_env(p)["USE_MAGMA"] == "1" and not any("MAGMA" in w for w in p.warnings)
 
 
 def test_video_decoding_off_for_old_torchvision_unless_asked() -> None:

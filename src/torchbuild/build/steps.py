@@ -185,11 +185,23 @@ def _skip(step: Step, record: StepRecord, status: StampStatus, state: RunState,
         if not outputs or not Path(outputs[0]).is_file():
             return False
         result.wheels[step.component] = Path(outputs[0])
+    # The manifest keeps how long the run that built it took, not this run's 0 s (#17).
+    built = state.stamps.recorded(step.id) or {}
     record.status, record.note = "skipped", status.reason
+    record.duration_s = float(built.get("duration_s") or 0.0)
     log.info(f"skipped: {status.reason}")
     result.records.append(record)
     log.step_end(ok=True, note="unchanged")
     return True
+
+
+def rotate_log(log_path: Path) -> None:
+    """Each run of a step starts a fresh log; the previous run's is kept as ``<log>.1``.
+
+    (Appending across runs buried the failure being diagnosed under the last run's output.)
+    """
+    if log_path.is_file():
+        log_path.replace(log_path.with_name(log_path.name + ".1"))
 
 
 def _prepare_tree(step: Step, status: StampStatus, env: Mapping[str, str],
@@ -258,6 +270,7 @@ def execute_step(step: Step, index: int, plan: Plan, build_env: BuildEnv,
         # changed request is judged by the same table before anything compiles.
         record.audit = state.audit_step(step, plan, log_path)
         return record
+    rotate_log(log_path)
     log.info(f"log: {log_path}")
     _prepare_tree(step, status, env, log_path, record)
     tmp = plan.wheels_dir / f".tmp-{step.component}"

@@ -42,7 +42,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="a feature that must be on (default for CUDA: all; CPU: mkl on x86_64)")
     p.add_argument("--allow-missing", action="append", default=[],
                    help="accept a missing feature (cudnn, magma, mkl)")
-    p.add_argument("--python", help="base interpreter for the throwaway env (default: this one)")
+    p.add_argument("--python", help="base interpreter for the throwaway env (default: the build "
+                   "env the dist's manifest records, else this one)")
     p.add_argument("--work-dir", default=".torchbuild-verify", help="scratch directory")
     p.add_argument("--compare", metavar="OTHER_PYTHON", help="show the build config beside "
                    "another interpreter's torch")
@@ -60,6 +61,21 @@ def _manifest_request(args: argparse.Namespace, target: Path) -> VerifyRequest |
     request = request_from_manifest(json.loads(manifest.read_text()), args.allow_missing,
                                     platform.machine())
     return dataclasses.replace(request, gpu_smoke=not args.no_gpu_smoke)
+
+
+def _manifest_python(target: Path) -> Path | None:
+    """The build env the manifest records: the companions of a --torch-from-env build import
+    only next to that env's torch ("No module named 'torch'" from any other interpreter, #17)."""
+    manifest = (target if target.is_dir() else target.parent) / "torchbuild-manifest.json"
+    try:
+        python = json.loads(manifest.read_text())["environment"]["python"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not (isinstance(python, str) and Path(python).is_file()):
+        return None
+    log.info(f"base interpreter: {python} (the build env in {manifest.name}; --python to "
+             "choose another)")
+    return Path(python)
 
 
 def request_from_args(args: argparse.Namespace) -> VerifyRequest:
@@ -93,7 +109,8 @@ def main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     request = _manifest_request(args, target) or request_from_args(args)
     work = Path(args.work_dir).resolve()
     if target.is_dir() or target.suffix == ".whl":
-        base = Path(args.python or sys.executable)
+        base = Path(args.python) if args.python else _manifest_python(target) or \
+            Path(sys.executable)
         report = verify_wheels(_wheels_in(target), request, base_python=base, work_dir=work,
                                environ=environ)
     else:

@@ -237,7 +237,8 @@ def publish(dist: Path, wheels: Sequence[Path], manifest: Mapping[str, Any],
 
 
 def print_summary(result: BuildResult, manifest: Mapping[str, Any], dist: Path) -> None:
-    rows = [[r.id, r.status, f"{r.duration_s:.1f}s",
+    rows = [[r.id, r.status, f"{r.duration_s:.1f}s" if r.status != "skipped"
+             else f"(built in {r.duration_s:.1f}s)",
              f"{100 * r.cache_hit_rate:.0f}%" if r.cache_hit_rate is not None else "-"]
             for r in result.records]
     if rows:

@@ -343,7 +343,10 @@ def peak_child_rss_gb() -> float | None:
 
 def report_for(plan: Plan, result: BuildResult, cores: int) -> ReportData:
     """What the pipeline knows after a build, as report data."""
-    steps = [StepTime(r.id, r.status, r.duration_s, r.cache_hit_rate, r.note)
+    # A skipped step's record keeps the duration of the run that built it (for the manifest);
+    # this run's timeline spent no time on it.
+    steps = [StepTime(r.id, r.status, 0.0 if r.status == "skipped" else r.duration_s,
+                      r.cache_hit_rate, r.note)
              for r in result.records]
     logs = find_ninja_logs({s.name: s.path for s in plan.sources})
     facts = [("torch", plan.torch_label), ("CUDA", plan.cuda or "none (CPU)"),

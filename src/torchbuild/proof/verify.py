@@ -12,6 +12,7 @@ Also ``python -m torchbuild verify DIST_DIR | WHEEL | PYTHON [--compare OTHER_PY
 from __future__ import annotations
 
 import email.parser
+import hashlib
 import json
 import re
 import shlex
@@ -704,8 +705,47 @@ def request_for_plan(plan: Plan, allow_missing: Sequence[str] | None = None,
     return _with_codecs(request, vision_env, allowed)
 
 
-def verify_for_plan(plan: Plan, options: Options, wheels: Sequence[Path]) -> dict[str, Any]:
-    """The pipeline's verify stage: check, print the table, keep the JSON, raise on a failure."""
+def verify_key(plan: Plan, wheels: Sequence[Path], lock_sha256: str | None,
+               env_packages: Mapping[str, str]) -> str:
+    """What a verify report depends on: the wheels (name, size, mtime: hashing a 1 GB torch
+    wheel would cost seconds), the plan's request and build env, and the base env's packages
+    (minus this build's own wheels, which the install steps put there)."""
+    own = {str(canonicalize_name(c.dist)) for c in plan.components} | {"torch"}
+    data = {"tool": plan.tool_version,
+            "wheels": [[w.name, w.stat().st_size, w.stat().st_mtime_ns] for w in wheels],
+            "request": repr(request_for_plan(plan)), "python": str(plan.environment.python),
+            "lock": lock_sha256 or "", "offline": plan.offline,
+            "packages": sorted((k, v) for k, v in env_packages.items() if k not in own)}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def _report_path(plan: Plan) -> Path:
+    return plan.work_dir / "verify" / "verify-report.json"
+
+
+def previous_report(plan: Plan, key: str) -> dict[str, Any] | None:
+    """The report of an earlier passing verify of exactly these wheels in this env, if any."""
+    try:
+        stored = json.loads((plan.work_dir / "verify" / "verify-key.json").read_text())
+        report = json.loads(_report_path(plan).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(stored, dict) or stored.get("key") != key or not isinstance(report, dict):
+        return None
+    return report if report.get("ok") else None
+
+
+def verify_for_plan(plan: Plan, options: Options, wheels: Sequence[Path],
+                    key: str | None = None) -> dict[str, Any]:
+    """The pipeline's verify stage: check, print the table, keep the JSON, raise on a failure.
+
+    With ``key`` (verify_key), a passing report of the same wheels in the same env is reused:
+    a no-op rerun must not spend seconds re-creating the throwaway env (#17)."""
+    previous = previous_report(plan, key) if key else None
+    if previous is not None:
+        log.info(f"verify: the wheels and the env are unchanged; keeping the report in "
+                 f"{_report_path(plan)}")
+        return previous
     request = request_for_plan(plan)
     # An --extra from git or a directory is named after its repo; its wheel says the real dist.
     by_name = {c.name: dist_name(w) for c, w in zip(plan.components, wheels, strict=False)}
@@ -717,10 +757,12 @@ def verify_for_plan(plan: Plan, options: Options, wheels: Sequence[Path]) -> dic
                            work_dir=work_dir, environ=options.environ, offline=plan.offline,
                            wheelhouse=plan.cache_dir / "pip")
     log.table(report.rows(), ["check", "status", "expected", "found"])
-    (work_dir / "verify-report.json").write_text(json.dumps(report.to_json(), indent=2,
-                                                            default=str) + "\n")
-    log.info(f"{summary_line(report)}; report: {work_dir / 'verify-report.json'}")
+    (work_dir / "verify-key.json").unlink(missing_ok=True)
+    _report_path(plan).write_text(json.dumps(report.to_json(), indent=2, default=str) + "\n")
+    log.info(f"{summary_line(report)}; report: {_report_path(plan)}")
     report.raise_for_failures()
+    if key:
+        (work_dir / "verify-key.json").write_text(json.dumps({"key": key}) + "\n")
     log.step_end(ok=True)
     return report.to_json()
 
