@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import errno
 import importlib
 import os
 import shutil
@@ -190,8 +191,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     code = _main(argv, environ)
     # Every run ends with how long it took (stderr: stdout may be a --json plan).
     took = time.monotonic() - started
-    print(f"torchbuild: {'done' if code == 0 else f'exit {code}'} after {_elapsed(took)}",
-          file=sys.stderr, flush=True)
+    try:
+        print(f"torchbuild: {'done' if code == 0 else f'exit {code}'} after {_elapsed(took)}",
+              file=sys.stderr, flush=True)
+    except OSError:
+        _detach_from_dead_terminal()   # the terminal is gone (SIGHUP): the code still counts
     return code
 
 
@@ -216,8 +220,15 @@ def _main(argv: Sequence[str] | None, environ: Mapping[str, str] | None) -> int:
     except TorchbuildError as exc:
         err, caught = exc, exc
     except OSError as exc:
-        # A write no stage expected to fail (a log, a stamp) on a full or read-only disk.
-        err, caught = disk_error(exc), exc
+        # EIO on our own output: the terminal was closed and the write beat the SIGHUP handler.
+        # Anything else: a write no stage expected to fail (a log, a stamp) on a bad disk.
+        hung_up = exc.errno == errno.EIO
+        if hung_up:
+            _STOPPING.append(signal.SIGHUP)   # the SIGHUP still on its way must not interrupt
+            _detach_from_dead_terminal()
+        err = interrupted(Signalled(signal.SIGHUP), "the terminal was closed") if hung_up \
+            else disk_error(exc)
+        caught = exc
     if isinstance(err, Interrupted):
         command.stop_all()    # children of worker threads (parallel clones), if any are left
     _rerun_advice(err, argv, environ)
