@@ -120,9 +120,15 @@ def _verify(plan: Plan, options: Options, wheels: list[Path], build_env: BuildEn
 def _report(plan: Plan, result: build.BuildResult, cores: int) -> list[Path]:
     """The build report's files, for the same atomic publish as the wheels they describe. A
     report that cannot be written (a full work dir) costs the report, not the build."""
+    out_dir = plan.work_dir / "report"
+    if all(r.status == "skipped" for r in result.records):
+        # A no-op rerun: the same steps, with the durations of the run that built them, so the
+        # report drawn then is still the right one (and drawing it again costs seconds).
+        kept = build_report.existing_report(out_dir)
+        if kept:
+            return kept
     try:
-        return build_report.write_report(build_report.report_for(plan, result, cores),
-                                         plan.work_dir / "report")
+        return build_report.write_report(build_report.report_for(plan, result, cores), out_dir)
     except OSError as exc:
         log.warn(f"no build report: {exc}")
         return []

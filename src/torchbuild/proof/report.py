@@ -23,9 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-
 from torchbuild.build.steps import BuildResult
 from torchbuild.plan import Plan
 
@@ -245,6 +242,11 @@ def _short(target: str, width: int = 60) -> str:
 
 
 def render_png(data: ReportData) -> bytes:
+    # Imported here, not at module level: matplotlib takes 1-3 s to import, and every torchbuild
+    # command (--help, --dry-run, a no-op rerun) imports this module; only a run that draws pays.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     panels = 1 + len(data.ninja) + (2 if data.ninja else 0)
     fig = Figure(figsize=(11, 3.2 * panels), dpi=90, layout="constrained")
     axes = fig.subplots(panels, 1, squeeze=False)[:, 0]
@@ -326,6 +328,12 @@ def write_report(data: ReportData, out_dir: Path) -> list[Path]:
     (out_dir / PNG_NAME).write_bytes(png)
     (out_dir / HTML_NAME).write_text(render_html(data, png), encoding="utf-8")
     return [out_dir / HTML_NAME, out_dir / PNG_NAME]
+
+
+def existing_report(out_dir: Path) -> list[Path]:
+    """The report files an earlier run left in ``out_dir``, if both are there."""
+    files = [out_dir / HTML_NAME, out_dir / PNG_NAME]
+    return files if all(f.is_file() for f in files) else []
 
 
 # --------------------------------------------------------------------------- from a real build
