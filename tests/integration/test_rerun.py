@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-from test_real_compile import make_cppext_server
 
 from conftest import CLI, base_env
 from gitrepos import FIXTURES
+from resumerepos import make_cppext_server
 from torchbuild import pipeline
 from torchbuild.__main__ import build_parser
 from torchbuild.options import resolve
