@@ -160,6 +160,24 @@ def cli_args(root: Path, recipes: Path, tmp: Path, python: Path, *extra: str) ->
             "--dist", str(tmp / "dist"), *extra]
 
 
+# Build-only options that `torchbuild fetch` refuses (they mean nothing there), with their values.
+_BUILD_ONLY = {"--no-verify": 0, "--force": 0, "--clean": 0, "--dist": 1}
+
+
+def fetch_args(args: list[str]) -> list[str]:
+    """The same request for `torchbuild fetch`: ``args`` less the build-only options."""
+    out: list[str] = []
+    skip = 0
+    for arg in args:
+        if skip:
+            skip -= 1
+        elif arg in _BUILD_ONLY:
+            skip = _BUILD_ONLY[arg]
+        else:
+            out.append(arg)
+    return out
+
+
 def compiled(checkout: Path) -> list[str]:
     log = checkout / "compiled.log"
     return log.read_text().split() if log.exists() else []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 CPU_WHEEL_FIX = ("give pip a CPU wheel: PIP_FIND_LINKS=DIR holding torch-X.Y.Z+cpu-*.whl, or "
@@ -55,3 +56,18 @@ def make_venv(path: Path, *packages: str, system_site: bool = False) -> Path:
         subprocess.run([str(python), "-m", "pip", "install", "-q",
                         "--disable-pip-version-check", *packages], check=True)
     return python
+
+
+def pure_wheel(tmp: Path, name: str, requires: list[str]) -> Path:
+    """A minimal pure wheel written by hand (the format is just a zip with metadata)."""
+    path = tmp / f"{name}-1.0-py3-none-any.whl"
+    info = f"{name}-1.0.dist-info"
+    meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n" + "".join(
+        f"Requires-Dist: {r}\n" for r in requires)
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(f"{name}/__init__.py", "")
+        zf.writestr(f"{info}/METADATA", meta)
+        zf.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: "
+                    "true\nTag: py3-none-any\n")
+        zf.writestr(f"{info}/RECORD", "")
+    return path

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import base_env, make_venv
-from resumerepos import cli_args, make_resume_server, write_recipes
+from resumerepos import cli_args, fetch_args, make_resume_server, write_recipes
 
 pytestmark = pytest.mark.integration
 
@@ -87,7 +87,8 @@ def test_fetch_then_offline_installs_hash_checked_and_records(tmp_path: Path,
 
     # fetch: the tag's requirements.txt read from the mirror, downloaded through the user's
     # PIP_FIND_LINKS (the index itself is dead).
-    proc = _torchbuild(["fetch", *args], tmp_path, _env(tmp_path, PIP_FIND_LINKS=str(links)))
+    proc = _torchbuild(["fetch", *fetch_args(args)], tmp_path,
+                       _env(tmp_path, PIP_FIND_LINKS=str(links)))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     house = tmp_path / "cache" / "wheelhouse" / "torch-v2.99.0"
     assert [p.name for p in house.iterdir()] == [wheel.name]
@@ -124,7 +125,7 @@ def test_offline_without_a_wheelhouse_says_so_and_uses_what_is_there(
     make_resume_server(root, units=1, delay="0", requirements="tbdep==1.0\n")
     recipes = write_recipes(tmp_path / "recipes", deps=True)
     args = cli_args(root, recipes, tmp_path, build_python, "--force")
-    proc = _torchbuild(["fetch", *args], tmp_path, _env(tmp_path, PIP_FIND_LINKS=str(
+    proc = _torchbuild(["fetch", *fetch_args(args)], tmp_path, _env(tmp_path, PIP_FIND_LINKS=str(
         make_wheel(tmp_path / "links").parent)))
     assert proc.returncode == 0, proc.stderr[-3000:]
     (tmp_path / "cache" / "wheelhouse" / "torch-v2.99.0.txt").unlink()

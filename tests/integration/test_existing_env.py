@@ -12,20 +12,20 @@ import json
 import shutil
 import subprocess
 import time
-import zipfile
 from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
-from test_real_compile import make_cppext_server
 
 from conftest import CLI, fixture_args, make_venv
 from gitrepos import FIXTURES
+from resumerepos import make_cppext_server
 from torchbuild.proof.verify import (
     WheelInstallError,
     install_runtime_requirements,
     make_throwaway_env,
 )
+from venvs import pure_wheel as _wheel
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -106,21 +106,6 @@ def test_real_cpp_operator_into_a_bare_torch_venv(cli: CLI, tmp_path: Path,
     manifest = json.loads((tmp_path / "dist" / "torchbuild-manifest.json").read_text())
     assert manifest["verify"]["ok"] is True
     assert [w["file"].split("-")[:2] for w in manifest["wheels"]] == [["tbext", "0.99.0+cpu"]]
-
-
-def _wheel(tmp: Path, name: str, requires: list[str]) -> Path:
-    """A minimal pure wheel written by hand (the format is just a zip with metadata)."""
-    path = tmp / f"{name}-1.0-py3-none-any.whl"
-    info = f"{name}-1.0.dist-info"
-    meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n" + "".join(
-        f"Requires-Dist: {r}\n" for r in requires)
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr(f"{name}/__init__.py", "")
-        zf.writestr(f"{info}/METADATA", meta)
-        zf.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: "
-                    "true\nTag: py3-none-any\n")
-        zf.writestr(f"{info}/RECORD", "")
-    return path
 
 
 def test_offline_verify_names_the_runtime_requirement_it_cannot_get(tmp_path: Path) -> None:

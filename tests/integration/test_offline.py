@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import base_env, make_venv
-from resumerepos import cli_args, make_resume_server, write_recipes
+from resumerepos import cli_args, fetch_args, make_resume_server, write_recipes
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +46,7 @@ def fetched(tmp_path: Path, build_python: Path) -> tuple[Path, list[str]]:
     root = tmp_path / "srv"
     make_resume_server(root, delay="0")
     args = cli_args(root, write_recipes(tmp_path / "recipes"), tmp_path, build_python)
-    proc = _torchbuild(["fetch", *args], tmp_path)
+    proc = _torchbuild(["fetch", *fetch_args(args)], tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "3 repositories mirrored" in proc.stdout
     mirrors = tmp_path / "cache" / "git" / "git.example.invalid"
@@ -124,7 +124,7 @@ def test_fetch_downloads_the_venv_packages(tmp_path: Path) -> None:
             "--cpu", "--work-dir", str(tmp_path / "work"), "--cache-dir",
             str(tmp_path / "cache"), "--dist", str(tmp_path / "dist"), "--vision", "none",
             "--audio", "none"]
-    proc = _torchbuild(["fetch", *args], tmp_path)
+    proc = _torchbuild(["fetch", *fetch_args(args)], tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     names = sorted(p.name.split("-")[0] for p in (tmp_path / "cache" / "pip").iterdir())
     assert "setuptools" in names

@@ -33,6 +33,7 @@ from torchbuild.proof.verify import (
     request_from_manifest,
     verify_wheels,
 )
+from venvs import pure_wheel as _wheel
 
 pytestmark = pytest.mark.integration
 
@@ -141,21 +142,6 @@ def test_compare_shows_no_difference_against_itself(cpu_report: VerifyReport) ->
     assert rows, "nothing compared"
     assert all(r[0].startswith("  ") for r in rows)
     assert any(r[0].strip() == "BLAS" for r in rows)
-
-
-def _wheel(tmp: Path, name: str, requires: list[str]) -> Path:
-    """A minimal pure wheel written by hand (the format is just a zip with metadata)."""
-    path = tmp / f"{name}-1.0-py3-none-any.whl"
-    info = f"{name}-1.0.dist-info"
-    meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n" + "".join(
-        f"Requires-Dist: {r}\n" for r in requires)
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr(f"{name}/__init__.py", "")
-        zf.writestr(f"{info}/METADATA", meta)
-        zf.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: "
-                    "true\nTag: py3-none-any\n")
-        zf.writestr(f"{info}/RECORD", "")
-    return path
 
 
 def test_pip_check_failure_has_its_own_exit_code(tmp_path: Path) -> None:

@@ -55,8 +55,8 @@ def test_only_command_py_imports_subprocess() -> None:
 
 # Every wing imports only downward. Spine modules are their own rank; a wing is a subpackage.
 RANK = {"torchbuild": 0, "resources": 0, "errors": 1, "cc": 2, "command": 2, "logger": 2,
-        "locks": 2, "options": 3, "knowledge": 4, "machine": 5, "plan": 6, "env": 7, "build": 8,
-        "proof": 9, "pipeline": 10, "commands": 11, "__main__": 12}
+        "locks": 2, "digest": 2, "options": 3, "knowledge": 4, "machine": 5, "plan": 6, "env": 7,
+        "build": 8, "proof": 9, "pipeline": 10, "commands": 11, "__main__": 12}
 
 
 def _wing(module: str) -> str:

@@ -16,7 +16,6 @@ step's environment untouched; only ``--offline`` overrides them with ``--no-inde
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -32,6 +31,7 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
+from torchbuild.digest import sha256_file
 from torchbuild.errors import EnvironmentSetupError
 from torchbuild.knowledge.wheelhouse import replay_file, report_file, wheelhouse, wheelhouse_lock
 from torchbuild.plan import Plan, Step
@@ -95,12 +95,6 @@ def hashed_requirements(items: Iterable[Installed]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _name_version(filename: str) -> tuple[str, str] | None:
@@ -120,7 +114,7 @@ def scan_wheelhouse(directory: Path) -> list[Installed]:
     for path in sorted(directory.iterdir()) if directory.is_dir() else ():
         parsed = _name_version(path.name)
         if parsed is not None:
-            out.append(Installed(parsed[0], parsed[1], path.name, _sha256(path),
+            out.append(Installed(parsed[0], parsed[1], path.name, sha256_file(path),
                                  path.as_uri()))
     return out
 

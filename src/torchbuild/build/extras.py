@@ -31,6 +31,7 @@ from packaging.utils import InvalidSdistFilename, canonicalize_name, parse_sdist
 from packaging.version import InvalidVersion, Version
 
 from torchbuild.build.sources import OFFLINE_FIX, Checkout
+from torchbuild.digest import sha256_file
 from torchbuild.errors import IntegrityError, OfflineError, SourceError, UsageError
 from torchbuild.knowledge.extensions import ExtensionBook, ExtraRequest, ResolvedExtra, parse_extra
 from torchbuild.logger import log
@@ -214,12 +215,6 @@ def resolve_all(specs: Sequence[str], book: ExtensionBook, cache_dir: Path,
 # Bringing the sources into the work dir
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def download_sdist(src: SourceSpec, cache_dir: Path, *, offline: bool) -> Path:
@@ -230,7 +225,7 @@ def download_sdist(src: SourceSpec, cache_dir: Path, *, offline: bool) -> Path:
         raise IntegrityError(msg, fix=f"pin the version the manifest names (--extra "
                              f"{src.name}==VERSION), or rebuild without the manifest pin")
     path = sdist_cache(cache_dir) / "files" / src.tag
-    if path.is_file() and _sha256(path) == src.sha256:
+    if path.is_file() and sha256_file(path) == src.sha256:
         return path
     if offline:
         msg = f"--offline: {src.tag} is not in the sdist cache {path.parent}"

@@ -9,7 +9,6 @@ failure shows the first real errors and the known causes (diagnose.py).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import shutil
 import time
 from collections.abc import Callable, Mapping
@@ -26,6 +25,7 @@ from torchbuild.build.progress import ProgressLine
 from torchbuild.build.relabel import relabel_wheel
 from torchbuild.build.stamps import Stamps, StampStatus, StepInputs, step_inputs
 from torchbuild.command import probe, run
+from torchbuild.digest import sha256_file
 from torchbuild.env.buildenv import BuildEnv
 from torchbuild.errors import BuildStepError, CommandFailed, ConfigureAuditError
 from torchbuild.logger import log
@@ -143,17 +143,11 @@ def _inputs(step: Step, argv: tuple[str, ...], env: Mapping[str, str], build_env
         return inputs
     # The wheel's path is the same after a rebuild: its bytes decide whether the build env has
     # it. Without this a wheel deleted from work/wheels and rebuilt left the old one installed.
-    wheels = {f"wheel {Path(a).name}": sha256_of(Path(a)) for a in argv
+    wheels = {f"wheel {Path(a).name}": sha256_file(Path(a)) for a in argv
               if a.endswith(".whl") and Path(a).is_file()}
     return dataclasses.replace(inputs, extra={**inputs.extra, **wheels})
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def clean_tree(step: Step, env: Mapping[str, str], log_path: Path) -> None:

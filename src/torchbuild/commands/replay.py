@@ -21,13 +21,14 @@ from typing import Any
 
 from torchbuild import __version__
 from torchbuild.build.deps import recorded_from_manifest
+from torchbuild.digest import sha256_file
 from torchbuild.env.buildenv import base_environment, tool_versions
 from torchbuild.errors import IntegrityError, TorchbuildError, UsageError
 from torchbuild.logger import log
 from torchbuild.options import OPTION_DEFS, Options, add_build_arguments, resolve, to_argv
 from torchbuild.pipeline import prepare, run_build
 from torchbuild.plan import Plan, pin_commits
-from torchbuild.proof.artifacts import options_json, sha256_file
+from torchbuild.proof.artifacts import options_json
 
 SUPPORTED_SCHEMAS = (1,)
 MANIFEST_NAME = "torchbuild-manifest.json"

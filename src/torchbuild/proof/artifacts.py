@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
-import hashlib
 import json
 import os
 import secrets
@@ -25,6 +24,7 @@ from torchbuild.build import deps
 from torchbuild.build.sources import Checkout
 from torchbuild.build.steps import BuildResult
 from torchbuild.command import proc_stat, signals_deferred
+from torchbuild.digest import sha256_file
 from torchbuild.env.buildenv import BuildEnv
 from torchbuild.errors import ArtifactError
 from torchbuild.logger import log
@@ -36,12 +36,6 @@ MANIFEST_SCHEMA = 1
 _STAGING = ".torchbuild-staging-"
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # Publishing is a few renames; a lock held longer than this belongs to a stuck run.
