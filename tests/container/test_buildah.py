@@ -76,7 +76,11 @@ def test_export_stage_holds_only_the_wheels_and_manifest(
     assert [w.split("-")[0] for w in wheels] == ["tbsmoke_torch", "tbsmoke_vision"]
     # The local label comes from torchbuild's planner (--cpu), not from the fixture's setup.py.
     assert all("+cpu" in w for w in wheels), wheels
-    assert set(names) - set(wheels) <= {"torchbuild-manifest.json", "conda-lock.yml"}
+    # Besides the wheels: the manifest, the lock, the build report, and the dist's (empty)
+    # publishing lock file.
+    assert set(names) - set(wheels) <= {"torchbuild-manifest.json", "conda-lock.yml",
+                                        "torchbuild-report.html", "torchbuild-report.png",
+                                        ".torchbuild-dist.lock"}
     assert "torchbuild-manifest.json" in names
 
 

@@ -66,10 +66,10 @@ def test_a_failing_submodule_update_is_a_source_error(
     real = sources._git
 
     def submodule_fails(args: list[str], context: sources.GitContext,
-                        cwd: Path | None = None) -> None:
+                        cwd: Path | None = None, **kwargs: bool) -> None:
         if "submodule" in args:
             raise CommandFailed(["git", *args], 1, digest=["fatal: could not read the module"])
-        real(args, context, cwd)
+        real(args, context, cwd, **kwargs)
 
     monkeypatch.setattr(sources, "_git", submodule_fails)
     with pytest.raises(SourceError, match="could not read the module") as info:
