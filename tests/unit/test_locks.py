@@ -36,9 +36,12 @@ def test_lock_is_free_after_release_and_owner_file_removed(tmp_path: Path) -> No
 
 
 def test_different_mirrors_do_not_contend(tmp_path: Path) -> None:
-    with hold(mirror_lock_path(tmp_path, "pytorch"), purpose="a"), \
-            hold(mirror_lock_path(tmp_path, "vision"), purpose="b", timeout=0.2):
-        pass
+    first, second = mirror_lock_path(tmp_path, "pytorch"), mirror_lock_path(tmp_path, "vision")
+    assert first != second
+    # hold() raises after its timeout when the lock is taken: the second is got while the
+    # first is held, and both lock files exist for the other holders to see.
+    with hold(first, purpose="a"), hold(second, purpose="b", timeout=0.2):
+        assert first.exists() and second.exists()
 
 
 def test_lock_released_when_the_block_raises(tmp_path: Path) -> None:
