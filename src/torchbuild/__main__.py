@@ -186,9 +186,29 @@ def _report(err: TorchbuildError) -> None:
         _detach_from_dead_terminal()
 
 
+# 128 + SIGPIPE: what a shell reports for a command whose reader went away (`... | head`).
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
+
+
+def _reader_gone() -> int:
+    """Our stdout's reader exited (`torchbuild ... | head`): stop quietly, as Unix tools do, not
+    with a disk error. Children are stopped; stdout then points at /dev/null so the interpreter's
+    flush of what is still buffered cannot fail again at exit."""
+    command.stop_all()
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):   # a stdout without a file descriptor (tests capture it)
+        pass
+    return EXIT_BROKEN_PIPE
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     started = time.monotonic()
     code = _main(argv, environ)
+    if code == EXIT_BROKEN_PIPE:
+        return code       # nobody reads the output any more: nothing to add to it
     # Every run ends with how long it took (stderr: stdout may be a --json plan).
     took = time.monotonic() - started
     try:
@@ -212,6 +232,8 @@ def _main(argv: Sequence[str] | None, environ: Mapping[str, str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return _dispatch(argv, environ)
+    except BrokenPipeError:
+        return _reader_gone()
     except KeyboardInterrupt as exc:
         err: TorchbuildError = interrupted(exc, "stopped")
         caught: BaseException = exc

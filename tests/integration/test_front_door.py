@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+
+from conftest import base_env
 
 pytestmark = pytest.mark.integration
 
@@ -73,3 +79,34 @@ def test_every_run_ends_with_its_elapsed_time(cli):
     for args in (("--cc", "8.6", "--dry-run"), ("--cc", "8.x", "--dry-run")):
         proc = cli(*args)
         assert re.search(r"torchbuild: (done|exit \d+) after \d", proc.stderr.splitlines()[-1])
+
+
+def _into_closed_pipe(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    """Run with stdout a pipe whose reader has already gone (`torchbuild ... | head`, once head
+    has its lines): every write gets EPIPE, deterministically."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run([sys.executable, "-m", "torchbuild", *args], stdout=write_end,
+                              stderr=subprocess.PIPE, env=base_env(tmp_path), cwd=tmp_path,
+                              timeout=120, check=False)
+    finally:
+        os.close(write_end)
+
+
+def test_a_reader_that_goes_away_ends_the_run_quietly(tmp_path):
+    proc = _into_closed_pipe(tmp_path, "--cc", "6.1", "--dry-run")
+    assert proc.returncode == 141, proc.stderr     # 128 + SIGPIPE, as a shell reports it
+    assert proc.stderr == b""                       # no disk error, no traceback, no timing line
+    helped = _into_closed_pipe(tmp_path, "--help")
+    assert helped.returncode in (0, 141) and helped.stderr == b"", helped.stderr
+
+
+def test_docker_dry_run_writes_no_env_file(cli, tmp_path):
+    proc = cli("docker", "export", "--cc", "8.6", "--torch", "2.9.1", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert "would write .env" in proc.stdout and "--target export" in proc.stdout
+    assert not (tmp_path / ".env").exists()
+    written = cli("docker", "env", "--cc", "8.6", "--torch", "2.9.1")
+    assert written.returncode == 0, written.stderr
+    assert "TB_TORCH=2.9.1" in (tmp_path / ".env").read_text()

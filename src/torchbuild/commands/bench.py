@@ -23,6 +23,7 @@ from typing import Any
 from torchbuild.command import run
 from torchbuild.errors import BenchError, CommandFailed, UsageError
 from torchbuild.logger import log
+from torchbuild.options import HelpFormatter
 from torchbuild.resources import bench_worker as worker
 
 WORKER = Path(worker.__file__)
@@ -551,7 +552,7 @@ def _positive(text: str) -> int:
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "bench", help="training speed ladder on the GPU present (or a tiny CPU ladder)",
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=DESCRIPTION, formatter_class=HelpFormatter,
     )
     p.add_argument("--model", dest="models", type=_names(list(worker.MODELS), "model"),
                    metavar="MODEL[,MODEL]",

@@ -27,6 +27,7 @@ from torchbuild.knowledge.recipe import load_recipes
 from torchbuild.machine import probes
 from torchbuild.options import (
     OPTION_DEFS,
+    HelpFormatter,
     Options,
     add_build_arguments,
     cli_values,
@@ -241,12 +242,23 @@ def plan_commands(verb: str, values: Mapping[str, str], context: Path, env_file:
 
 # ---------------------------------------------------------------------------------- the CLI
 
+DESCRIPTION = """\
+Write .env, or print and run the docker/compose commands that build the same wheels in a
+container. Takes the build options that travel into the image, plus --dist (where export puts
+the wheels) and --dry-run (print the commands, write and run nothing).
+
+  torchbuild docker export --cc 8.6     # wheels + manifest in ./dist
+  torchbuild docker up --cc 8.6         # a training container with those wheels"""
+# The build options `docker` lists: those that travel into the image, and the two host-side ones
+# it reads itself. The others name host paths the image lacks (refused when they come from a
+# TORCHBUILD_* variable or a config file) or are chosen by the image (work and cache dirs).
+DOCKER_OPTIONS = tuple(d.name for d in OPTION_DEFS if d.container == "pass") + ("dist", "dry_run")
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser(
         "docker", help="build in a container: env | build | export | up",
-        description="Write .env, or print and run the docker/compose commands that build the "
-        "same wheels in a container. Takes the same options as a bare-metal build.")
+        description=DESCRIPTION, formatter_class=HelpFormatter)
     parser.add_argument("verb", choices=VERBS, help="env: write .env; build: the train image; "
                         "export: wheels into --dist; up: build and start the train service")
     group = parser.add_argument_group("container")
@@ -263,7 +275,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     group.add_argument("--context", type=Path, help="torchbuild checkout used as build context")
     group.add_argument("--smoke", action="store_true", help="build the tiny fixture projects "
                        "(tests/fixtures/smoke) instead of PyTorch: proves the wiring in minutes")
-    add_build_arguments(parser)
+    add_build_arguments(parser, DOCKER_OPTIONS)
     parser.set_defaults(func=main)
 
 
@@ -359,9 +371,12 @@ def merge_user_values(values: Mapping[str, str], previous: Mapping[str, str]) ->
     return merged
 
 
+def _previous_env(path: Path) -> dict[str, str]:
+    return parse_env_file(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
 def write_env_file(path: Path, values: Mapping[str, str]) -> dict[str, str]:
-    previous = parse_env_file(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    merged = merge_user_values(values, previous)
+    merged = merge_user_values(values, _previous_env(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(render_env_file(merged), encoding="utf-8")
@@ -400,8 +415,13 @@ def run_commands(commands: Sequence[Sequence[str]], environ: Mapping[str, str]) 
 def main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     container = container_settings(args, environ)
     options = resolve_options(args, environ, container)
-    values = write_env_file(container.env_file, env_values(options, container))
-    print(f"wrote {container.env_file} (image {values['TRAIN_IMAGE']})", flush=True)
+    derived = env_values(options, container)
+    if options.dry_run:   # a dry run writes nothing, .env included
+        values = merge_user_values(derived, _previous_env(container.env_file))
+        print(f"would write {container.env_file} (image {values['TRAIN_IMAGE']})", flush=True)
+    else:
+        values = write_env_file(container.env_file, derived)
+        print(f"wrote {container.env_file} (image {values['TRAIN_IMAGE']})", flush=True)
     if args.verb == "env":
         return 0
     context = find_context(args.context)

@@ -23,17 +23,26 @@ from torchbuild.errors import GPUDetectionError, UsageError
 from torchbuild.knowledge.jobs import build_jobs
 from torchbuild.knowledge.rules import buildable_matrix, load_knowledge
 from torchbuild.machine import facts, probes
+from torchbuild.options import HelpFormatter
 
 _UTIL_QUERY = "timestamp,index,utilization.gpu,utilization.memory,memory.used"
 # Below this mean utilisation the GPU waits on the input pipeline more than it computes.
 STARVED_PCT = 50
 IDLE_PCT = 10
 
+DESCRIPTION = """\
+What this machine has and what it can build, without building anything: GPUs and their compute
+capabilities, driver, toolkits, compilers, RAM and the MAX_JOBS it implies, disk, WSL2.
+
+  torchbuild doctor                        # readable report
+  torchbuild doctor --json                 # the same as JSON
+  torchbuild doctor --gpu-utilization 30   # sample GPU use while your training runs"""
+
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("doctor", help="report GPUs, toolkits, compilers, RAM/MAX_JOBS and "
-                              "what this machine can build", description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+                              "what this machine can build", description=DESCRIPTION,
+                              formatter_class=HelpFormatter)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--work-dir", type=Path, default=None,
                    help="where builds would run (disk space is measured there; default: cwd)")

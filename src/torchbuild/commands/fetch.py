@@ -144,13 +144,19 @@ FETCH_OPTIONS = ("cc", "cpu", "torch", "vision", "audio", "text", "cuda", "pytho
                  "conda_exe", "lock", "channel", "recipe_dir", "git_mirror", "cache_dir",
                  "work_dir", "dry_run", "verbose", "quiet", "debug")
 
+DESCRIPTION = """\
+Mirror every repository (with submodules) and download the packages the same build would need,
+on a connected machine; copy --cache-dir afterwards and build there with --offline. Takes only
+the options that decide what is fetched; --dry-run lists it and clones nothing.
+
+  torchbuild fetch --cc 8.6 --cache-dir /media/usb/torchbuild
+  torchbuild --cc 8.6 --offline --cache-dir /media/usb/torchbuild    # later, air-gapped"""
+
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "fetch", help="fill the mirror cache for an --offline build later",
-        description="Mirror every repository (with submodules) and download the packages the "
-        "same build would need. Takes the options that decide what is fetched; copy --cache-dir "
-        "afterwards.", formatter_class=HelpFormatter)
+        description=DESCRIPTION, formatter_class=HelpFormatter)
     add_build_arguments(parser, FETCH_OPTIONS)
     parser.set_defaults(func=main)
 

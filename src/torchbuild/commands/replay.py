@@ -25,7 +25,14 @@ from torchbuild.digest import sha256_file
 from torchbuild.env.buildenv import base_environment, tool_versions
 from torchbuild.errors import IntegrityError, TorchbuildError, UsageError
 from torchbuild.logger import log
-from torchbuild.options import OPTION_DEFS, Options, add_build_arguments, resolve, to_argv
+from torchbuild.options import (
+    OPTION_DEFS,
+    HelpFormatter,
+    Options,
+    add_build_arguments,
+    resolve,
+    to_argv,
+)
 from torchbuild.pipeline import prepare, run_build
 from torchbuild.plan import Plan, pin_commits
 from torchbuild.proof.artifacts import options_json
@@ -250,12 +257,22 @@ def _member_differences(name: str, old: Path, new: Path) -> list[str]:
 
 # ----------------------------------------------------------------------------- CLI
 
+DESCRIPTION = """\
+Rebuild what a torchbuild-manifest.json describes: the recorded options (not today's defaults or
+TORCHBUILD_* variables), the same tags pinned to the recorded commits, the same env lock. Before
+anything starts, every recorded input is set beside what this machine would use now and each
+difference is listed. Afterwards the new wheels are compared member by member with the recorded
+ones.
+
+  torchbuild replay dist/torchbuild-manifest.json --dry-run"""
+
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("replay", help="rebuild from a torchbuild-manifest.json",
-                              description=__doc__, epilog="Unless given, --work-dir and "
-                              "--cache-dir are the recorded ones (so embedded paths match) and "
-                              "--dist is replay/ beside the manifest.")
+                              description=DESCRIPTION, formatter_class=HelpFormatter,
+                              epilog="Unless given, --work-dir and --cache-dir are the recorded "
+                              "ones (so embedded paths\nmatch) and --dist is replay/ beside the "
+                              "manifest.")
     p.add_argument("manifest", help="torchbuild-manifest.json (or the --dist dir holding it)")
     add_build_arguments(p, OVERRIDABLE)   # same flags, types and help as for a build
     p.add_argument("--resume", action="store_true",

@@ -17,6 +17,7 @@ from pathlib import Path
 from torchbuild.cc import parse_cc
 from torchbuild.errors import UsageError
 from torchbuild.logger import log
+from torchbuild.options import HelpFormatter
 from torchbuild.proof.verify import (
     FEATURES,
     VerifyReport,
@@ -29,10 +30,18 @@ from torchbuild.proof.verify import (
     verify_wheels,
 )
 
+DESCRIPTION = """\
+Check built wheels (or the torch an interpreter has installed) against what was asked for:
+versions, CUDA, compiled archs, cuDNN/MKL/MAGMA, that the companions import and run, pip check.
+Wheels are installed into a throwaway venv; nothing else is touched.
+
+  torchbuild verify dist/
+  torchbuild verify dist/ --compare /path/to/official-wheel-env/bin/python"""
+
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("verify", help="verify wheels (or an installed torch)",
-                              description=__doc__.split(chr(10))[0].strip('`'))
+                              description=DESCRIPTION, formatter_class=HelpFormatter)
     p.add_argument("target", help="a dist dir of wheels, a wheel, or a python interpreter")
     p.add_argument("--cc", help="archs that must be present, e.g. '8.6 9.0+PTX'")
     p.add_argument("--cuda", help="CUDA version torch must report, e.g. 12.8")
