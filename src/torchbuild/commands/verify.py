@@ -19,6 +19,7 @@ from torchbuild.errors import UsageError
 from torchbuild.logger import log
 from torchbuild.options import HelpFormatter
 from torchbuild.proof.verify import (
+    DEFAULT_CUDA_FEATURES,
     FEATURES,
     VerifyReport,
     VerifyRequest,
@@ -48,9 +49,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--cpu", action="store_true", help="expect a CPU-only build")
     p.add_argument("--torch", help="torch version the wheels must carry (the tag)")
     p.add_argument("--require", action="append", default=[], choices=FEATURES,
-                   help="a feature that must be on (default for CUDA: all; CPU: mkl on x86_64)")
+                   help="a feature that must be on (default for CUDA: cudnn, magma, mkl; "
+                   "CPU: mkl on x86_64)")
     p.add_argument("--allow-missing", action="append", default=[],
-                   help="accept a missing feature (cudnn, magma, mkl)")
+                   help="accept a missing feature (cudnn, magma, mkl, cusparselt, cudss, "
+                   "cufile)")
     p.add_argument("--python", help="base interpreter for the throwaway env (default: the build "
                    "env the dist's manifest records, else this one)")
     p.add_argument("--work-dir", default=".torchbuild-verify", help="scratch directory")
@@ -90,11 +93,11 @@ def _manifest_python(target: Path) -> Path | None:
 def request_from_args(args: argparse.Namespace) -> VerifyRequest:
     archs = parse_cc(args.cc) if args.cc else ()
     wants_cuda = not args.cpu and (bool(archs) or args.cuda is not None)
-    features = set(args.require) or (set(FEATURES) if wants_cuda else {"mkl"})
+    features = set(args.require) or (set(DEFAULT_CUDA_FEATURES) if wants_cuda else {"mkl"})
     unknown = {a.lower() for a in args.allow_missing} - set(FEATURES)
     if unknown:
         msg = f"--allow-missing {', '.join(sorted(unknown))}: verify checks only {FEATURES}"
-        raise UsageError(msg, fix="use cudnn, magma or mkl")
+        raise UsageError(msg, fix=f"use one of {', '.join(FEATURES)}")
     features -= {a.lower() for a in args.allow_missing}
     return VerifyRequest(torch_version=args.torch, cuda=args.cuda, cpu=args.cpu, archs=archs,
                          features=tuple(sorted(features)), gpu_smoke=not args.no_gpu_smoke)

@@ -50,7 +50,10 @@ from torchbuild.proof.cmake_audit import RequestedFeatures
 from torchbuild.proof.cubin import ArchCoverage, DeviceCode, coverage, find_cuobjdump, scan
 
 COMPANIONS = ("torchvision", "torchaudio", "torchtext")
-FEATURES = ("cudnn", "magma", "mkl")
+FEATURES = ("cudnn", "magma", "mkl", "cusparselt", "cudss", "cufile")
+# What `verify --cuda X` requires when no --require says otherwise: the math libraries are
+# reported, and enforced where the build's own torch step turned them on (USE_CUSPARSELT=1 ...).
+DEFAULT_CUDA_FEATURES = ("cudnn", "magma", "mkl")
 _MARK = "TORCHBUILD-PROBE:"
 
 
@@ -414,15 +417,42 @@ def _feature_found(name: str, probe: Probe) -> tuple[bool, str]:
     if name == "magma":
         magma = _value(torch.get("magma")) is True
         return magma, "torch.cuda.has_magma=" + str(magma)
+    if name in _LIBRARY_CHECKS:
+        return _library_found(torch.get(name), _LIBRARY_CHECKS[name])
     mkl = _value(torch.get("mkl")) is True
     blas = conf.get("BLAS_INFO", "?")
     return mkl and blas.lower() == "mkl", f"mkl={mkl}, BLAS_INFO={blas}"
 
 
+# How the probe (resources/verify_probe.py) sees each CUDA math library, for the report.
+_LIBRARY_CHECKS = {
+    "cusparselt": "torch.backends.cusparselt.is_available()",
+    "cufile": "torch._C._gds_register_buffer compiled in",
+    "cudss": "libcudss.so loaded with torch",
+}
+
+
+def _library_found(entry: Any, how: str) -> tuple[bool, str]:
+    """A probe entry that is missing (an older tool's probe) or that raised is 'not found',
+    with the reason: a torch older than the check (cusparselt < 2.1, gds < 2.5) lands here."""
+    if not isinstance(entry, Mapping):
+        return False, f"{how}: not probed"
+    if not entry.get("ok"):
+        return False, f"{how}: {entry.get('error', '?')}"
+    found = entry.get("value") is True
+    return found, f"{how}={found}"
+
+
+def _is_cuda_torch(probe: Probe) -> bool:
+    return bool(probe.get("torch", {}).get("cuda"))
+
+
 def _check_features(req: VerifyRequest, probe: Probe) -> list[Check]:
+    """MKL always; the CUDA features for a CUDA request, or as information for a CUDA torch
+    verified without one (``verify PYTHON``). A CPU build has none of them: no rows."""
     checks = []
     for name in FEATURES:
-        if name != "mkl" and not req.wants_cuda:
+        if name != "mkl" and not (req.wants_cuda or _is_cuda_torch(probe)):
             continue
         ok, found = _feature_found(name, probe)
         wanted = name in req.features
@@ -780,6 +810,9 @@ COMPARE_KEYS: tuple[tuple[str, Callable[[Probe], str]], ...] = (
     ("MKL", lambda p: str(_value(p["torch"].get("mkl")))),
     ("MKL-DNN", lambda p: str(_value(p["torch"].get("mkldnn")))),
     ("MAGMA", lambda p: str(_value(p["torch"].get("magma")))),
+    ("cuSPARSELt", lambda p: str(_value(p["torch"].get("cusparselt")))),
+    ("cuDSS", lambda p: str(_value(p["torch"].get("cudss")))),
+    ("cuFile", lambda p: str(_value(p["torch"].get("cufile")))),
     ("C++11 ABI", lambda p: str(_value(p["torch"].get("cxx11_abi")))),
 )
 
@@ -840,7 +873,8 @@ def _request(torch_version: str | None, cuda: str | None, archs: tuple[Arch, ...
              machine: str, extras: Sequence[ExtraExpectation] = ()) -> VerifyRequest:
     wanted = RequestedFeatures.from_step_env(torch_env, cpu=cuda is None, archs=archs,
                                              machine=machine)
-    features = {"cudnn": wanted.cudnn, "magma": wanted.magma, "mkl": wanted.mkl}
+    features = {"cudnn": wanted.cudnn, "magma": wanted.magma, "mkl": wanted.mkl,
+                "cusparselt": wanted.cusparselt, "cudss": wanted.cudss, "cufile": wanted.cufile}
     allowed = {a.lower() for a in allow_missing}
     names = {canonicalize_name(d) for d in dists}
     return VerifyRequest(

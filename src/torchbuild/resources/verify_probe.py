@@ -56,6 +56,28 @@ def arch_flags(torch):
     flags = get() if get else None
     return flags.split() if flags else []
 
+def cusparselt(torch):
+    """torch.backends.cusparselt (torch >= 2.1) reads torch._C._has_cusparselt."""
+    backend = getattr(torch.backends, "cusparselt", None)
+    if backend is None:
+        raise RuntimeError("this torch has no torch.backends.cusparselt")
+    return bool(backend.is_available())
+
+def cufile(torch):
+    """USE_CUFILE compiles torch._C._gds_register_buffer (torch/csrc/cuda/GdsFile.cpp); without
+    it torch/cuda/gds.py (torch >= 2.5) puts a Python stand-in there that raises when called."""
+    importlib.import_module("torch.cuda.gds")   # the module that installs the stand-in
+    fn = getattr(torch._C, "_gds_register_buffer", None)
+    if fn is None:
+        raise RuntimeError("this torch has no torch.cuda.gds")
+    return type(fn).__name__ == "builtin_function_or_method"
+
+def loaded_library(stem):
+    """Is lib<stem>.so mapped into this process? torch exposes no cuDSS check of its own, but
+    libtorch_cuda.so links it (USE_CUDSS) and the loader maps it at `import torch`."""
+    with open("/proc/self/maps") as fh:
+        return any(f"/lib{stem}.so" in line for line in fh)
+
 def gradient():
     return [[(32 * x, 32 * y, 128) for x in range(8)] for y in range(8)]
 
@@ -216,6 +238,9 @@ def main():
          "mkl": attempt(torch.backends.mkl.is_available),
          "mkldnn": attempt(torch.backends.mkldnn.is_available),
          "magma": attempt(lambda: bool(torch.cuda.has_magma)),
+         "cusparselt": attempt(lambda: cusparselt(torch)),
+         "cufile": attempt(lambda: cufile(torch)),
+         "cudss": attempt(lambda: loaded_library("cudss")),
          "cxx11_abi": attempt(torch.compiled_with_cxx11_abi),
          "settings": attempt(lambda: settings(torch.__config__.show())),
          "svd_cpu": attempt(lambda: float(torch.linalg.svd(torch.randn(4, 4)).S.sum()) > 0),
