@@ -16,6 +16,8 @@ import getpass
 import os
 import re
 import shlex
+import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -245,14 +247,17 @@ def plan_commands(verb: str, values: Mapping[str, str], context: Path, env_file:
 DESCRIPTION = """\
 Write .env, or print and run the docker/compose commands that build the same wheels in a
 container. Takes the build options that travel into the image, plus --dist (where export puts
-the wheels) and --dry-run (print the commands, write and run nothing).
+the wheels), --cache-dir (where an installed torchbuild lays out the build context: the Dockerfile
+and compose file it carries) and --dry-run (print the commands, write and run nothing).
 
   torchbuild docker export --cc 8.6     # wheels + manifest in ./dist
   torchbuild docker up --cc 8.6         # a training container with those wheels"""
-# The build options `docker` lists: those that travel into the image, and the two host-side ones
-# it reads itself. The others name host paths the image lacks (refused when they come from a
-# TORCHBUILD_* variable or a config file) or are chosen by the image (work and cache dirs).
-DOCKER_OPTIONS = tuple(d.name for d in OPTION_DEFS if d.container == "pass") + ("dist", "dry_run")
+# The build options `docker` lists: those that travel into the image, and the host-side ones it
+# reads itself (--cache-dir: where an installed wheel lays out its build context). The others name
+# host paths the image lacks (refused when they come from a TORCHBUILD_* variable or a config
+# file) or are the image's own choice (the work dir).
+DOCKER_OPTIONS = (*(d.name for d in OPTION_DEFS if d.container == "pass"), "dist", "cache_dir",
+                  "dry_run")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -336,13 +341,49 @@ def resolve_options(args: argparse.Namespace, environ: Mapping[str, str],
     return with_recipe_defaults(options)
 
 
-def find_context(given: Path | None) -> Path:
-    candidates = [given] if given else [Path(__file__).resolve().parents[3], Path.cwd()]
+# src/torchbuild in a checkout, site-packages/torchbuild in an installed wheel.
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+# An installed wheel carries the container files here (pyproject's force-include).
+PACKAGED = PACKAGE_DIR / "docker_context"
+
+
+def packaged_context(cache_dir: Path, *, write: bool) -> Path:
+    """The build context of an installed wheel, laid out as a checkout: its packaged container
+    files (Dockerfile, compose file, pyproject.toml, smoke fixtures) beside a copy of this very
+    package as src/torchbuild and its recipes as recipes/, so the image installs the torchbuild
+    that wrote the commands. Assembled afresh each time (about 2 MB), then renamed into place."""
+    target = cache_dir / "docker-context"
+    if not write:
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".docker-context-", dir=cache_dir))
+    try:
+        tree = staging / "context"
+        shutil.copytree(PACKAGED, tree)
+        shutil.copytree(PACKAGE_DIR, tree / "src" / "torchbuild", ignore=shutil.ignore_patterns(
+            "__pycache__", "*.pyc", PACKAGED.name, "recipes"))
+        shutil.copytree(PACKAGE_DIR / "recipes", tree / "recipes")
+        old = staging / "old"
+        if target.exists():
+            target.rename(old)
+        tree.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def find_context(given: Path | None, cache_dir: Path, *, write: bool = True) -> Path:
+    """--context, else the checkout this module runs from, else the installed wheel's files."""
+    checkout = PACKAGE_DIR.parents[1]
+    candidates = [given] if given else [checkout]
     for path in candidates:
-        if path is not None and (path / DOCKERFILE).is_file():
+        if (path / DOCKERFILE).is_file():
             return path
+    if given is None and (PACKAGED / DOCKERFILE).is_file():
+        return packaged_context(cache_dir, write=write)
     msg = f"no {DOCKERFILE} found in {', '.join(str(c) for c in candidates)}"
-    raise DockerError(msg, fix="run from a torchbuild git checkout, or pass --context DIR")
+    raise DockerError(msg, fix="pass --context DIR (a torchbuild checkout), or reinstall "
+                      "torchbuild from a wheel, which carries the container files")
 
 
 USER_KEYS = ("EXTRA_APT_PACKAGES", "EXTRA_DNF_PACKAGES", "EXTRA_PIP_PACKAGES", "PROJECT_DIR")
@@ -424,7 +465,8 @@ def main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         print(f"wrote {container.env_file} (image {values['TRAIN_IMAGE']})", flush=True)
     if args.verb == "env":
         return 0
-    context = find_context(args.context)
+    context = find_context(args.context, options.cache_dir, write=not options.dry_run)
+    print(f"build context: {context}", flush=True)
     commands = plan_commands(args.verb, values, context, container.env_file, options.dist)
     _print(commands)
     if options.dry_run:
