@@ -2,8 +2,8 @@
 torch release x CUDA (and CPU): real conda-forge package names, compilers within nvcc's
 host_config.h limit and the release's GCC floor, CMake/Python windows of the release.
 
-Facts come from ../shared/reference/compat.toml when the checkout has it (the researched source),
-else from the project's own recipes/releases.toml and recipes/cuda.toml (copied from it).
+Facts come from docs/data/compat.toml (the researched source, copied into the repository),
+with recipes/releases.toml and recipes/cuda.toml (made from it) as the fallback.
 Also the conda-lock.yml v1 writer/reader (pure: file I/O only).
 """
 
@@ -29,7 +29,7 @@ else:  # pragma: no cover
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = ROOT / "recipes"
-COMPAT = ROOT.parent / "shared" / "reference" / "compat.toml"
+COMPAT = ROOT / "docs" / "data" / "compat.toml"
 
 # conda-forge package names, each seen in a feedstock recipe (see the header of recipes/conda.toml
 # and the source table in docs/conda.md): pytorch-cpu-feedstock recipe/meta.yaml and recipe.yaml
