@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
 from gitrepos import UPSTREAM, _commit_all, _publish, git  # noqa: E402
-from torchbuild import sources  # noqa: E402
+from torchbuild.build import sources  # noqa: E402
 from torchbuild.plan import SourceSpec  # noqa: E402
 
 CHUNK = 512 * 1024

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
 import conda_channel  # noqa: E402
-from torchbuild import conda_lock  # noqa: E402
+from torchbuild.env import conda_lock  # noqa: E402
 from torchbuild.env.conda import RattlerBackend, create_conda_env  # noqa: E402
 from torchbuild.logger import log  # noqa: E402
 from torchbuild.plan import EnvSpec  # noqa: E402
