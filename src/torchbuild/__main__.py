@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import difflib
 import errno
 import importlib
 import os
@@ -91,6 +92,19 @@ def _unknown_verb(word: str) -> UsageError:
                       fix="see `torchbuild --help`; build options start with --, e.g. --cc 8.6")
 
 
+def _unknown_options(verb: str, parser: argparse.ArgumentParser,
+                     unknown: Sequence[str]) -> UsageError:
+    """An option the verb does not take: named with the verb, pointing at the verb's own help
+    (the top-level parser would say `see torchbuild --help`, the build's options)."""
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    known = [s for a in subs.choices[verb]._actions for s in a.option_strings]
+    hints = [close[0] for word in unknown
+             for close in [difflib.get_close_matches(word.split("=")[0], known, n=1)] if close]
+    maybe = f" (did you mean {' / '.join(hints)}?)" if hints else ""
+    return UsageError(f"{verb}: unrecognized arguments: {' '.join(unknown)}{maybe}",
+                      fix=f"see `torchbuild {verb} --help` for the options {verb} takes")
+
+
 def _dispatch(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     if argv and argv[0] == "build":     # the explicit verb; the bare form builds too
         argv = argv[1:]
@@ -98,7 +112,9 @@ def _dispatch(argv: Sequence[str], environ: Mapping[str, str]) -> int:
         raise _unknown_verb(argv[0])
     if argv and argv[0] in SUBCOMMANDS:
         parser, _ = _subcommand_parser(argv[0])
-        args = parser.parse_args(list(argv))
+        args, unknown = parser.parse_known_args(list(argv))
+        if unknown:
+            raise _unknown_options(argv[0], parser, unknown)
         configure_from_environ(1, environ)
         return int(args.func(args, environ))
     args = build_parser().parse_args(list(argv))
