@@ -87,9 +87,12 @@ def _subcommand_parser(verb: str) -> tuple[argparse.ArgumentParser, argparse.Nam
 
 
 def _unknown_verb(word: str) -> UsageError:
-    verbs = ", ".join(["build", *SUBCOMMANDS])
-    return UsageError(f"unknown command {word!r} (commands: {verbs})",
-                      fix="see `torchbuild --help`; build options start with --, e.g. --cc 8.6")
+    names = ["build", *SUBCOMMANDS]
+    close = difflib.get_close_matches(word, names, n=1)
+    maybe = f"did you mean `torchbuild {close[0]}`? " if close else ""
+    return UsageError(f"unknown command {word!r} (commands: {', '.join(names)})",
+                      fix=f"{maybe}see `torchbuild --help`; build options start with --, e.g. "
+                      "--cc 8.6")
 
 
 def _unknown_options(verb: str, parser: argparse.ArgumentParser,

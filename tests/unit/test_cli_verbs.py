@@ -28,3 +28,13 @@ def test_a_near_miss_is_named() -> None:
 def test_a_build_option_that_fetch_does_not_take_is_refused_as_fetchs() -> None:
     with pytest.raises(UsageError, match=r"^fetch: unrecognized arguments: --jobs 4"):
         _dispatch(["fetch", "--cc", "8.6", "--jobs", "4"], {})
+
+
+def test_a_misspelt_verb_gets_the_verb_it_resembles() -> None:
+    with pytest.raises(UsageError) as caught:
+        _dispatch(["doctr"], {})
+    assert str(caught.value).startswith("unknown command 'doctr' (commands: build, doctor")
+    assert caught.value.fix.startswith("did you mean `torchbuild doctor`? see `torchbuild --help`")
+    with pytest.raises(UsageError) as unlike:
+        _dispatch(["frobnicate"], {})
+    assert unlike.value.fix.startswith("see `torchbuild --help`")
