@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -137,3 +138,44 @@ def test_offline_without_a_wheelhouse_says_so_and_uses_what_is_there(
     assert proc.returncode == 12, proc.stdout[-3000:] + proc.stderr[-3000:]   # tbdep: not there
     log = next((tmp_path / "work" / "logs").glob("*-deps-torch.log")).read_text()
     assert "--no-index" in log and "tbdep" in log
+
+
+def test_replay_reinstalls_exactly_the_recorded_files_hash_checked(tmp_path: Path,
+                                                                   build_python: Path) -> None:
+    root = tmp_path / "srv"
+    make_resume_server(root, units=1, delay="0", requirements="tbdep==1.0\n")
+    recipes = write_recipes(tmp_path / "recipes", deps=True)
+    links = tmp_path / "links"
+    wheel = make_wheel(links)
+    sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    env = _env(tmp_path, PIP_FIND_LINKS=str(links))
+    _uninstall(build_python)
+    proc = _torchbuild(cli_args(root, recipes, tmp_path, build_python, "--force"), tmp_path, env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    manifest = tmp_path / "dist" / "torchbuild-manifest.json"
+    (recorded,) = json.loads(manifest.read_text())["deps"]["torch"]["installed"]
+    assert recorded["sha256"] == sha
+
+    # The replay's deps step installs the recorded file by its hash, nothing resolved anew.
+    _uninstall(build_python)
+    replay = ["replay", str(manifest), "--force", "--trust-manifest"]
+    proc = _torchbuild(replay, tmp_path, env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    pins = (tmp_path / "work" / "deps" / "torch.replay.txt").read_text()
+    assert pins == f"tbdep==1.0 --hash=sha256:{sha}\n"
+    log = next((tmp_path / "work" / "logs").glob("*-deps-torch.log")).read_text()
+    assert "--require-hashes" in log and "--no-deps" in log and "torch.replay.txt" in log
+    replayed = json.loads((tmp_path / "dist" / "replay" / "torchbuild-manifest.json").read_text())
+    assert replayed["deps"]["torch"]["installed"] == [recorded]
+
+    # The index now serves another tbdep 1.0 (same name and version, other bytes): refused.
+    wheel.unlink()
+    other = make_wheel(tmp_path / "other")
+    with zipfile.ZipFile(other, "a") as zf:
+        zf.writestr("tbdep/changed.py", "print('not what was recorded')\n")
+    shutil.move(str(other), str(links / other.name))
+    _uninstall(build_python)
+    proc = _torchbuild(replay, tmp_path, env)
+    assert proc.returncode == 12, proc.stdout[-3000:] + proc.stderr[-3000:]
+    log = next((tmp_path / "work" / "logs").glob("*-deps-torch.log")).read_text()
+    assert "DO NOT MATCH THE HASHES" in log and sha in log
