@@ -155,6 +155,15 @@ REAL_TEXTS: list[tuple[str, list[str]]] = [
     # #17: `pip wheel --no-build-isolation` of torchvision in a venv with setuptools 65, no wheel
     # (recorded here, pip 23.2.1, setuptools 65.7.0)
     ("FM-36", _BDIST_WHEEL_LOG),
+    # #13: `pip wheel . --no-build-isolation` of Debian's torchvision 0.21.0 orig tarball with
+    # setuptools 84.2.1 (recorded here)
+    ("FM-38", ["  Traceback (most recent call last):",
+               '    File "<string>", line 12, in <module>',
+               "  ModuleNotFoundError: No module named 'pkg_resources'",
+               "  error: subprocess-exited-with-error"]),
+    # the same with a pkg_resources directory left behind by an upgrade to setuptools 84
+    ("FM-38", [("  ImportError: cannot import name 'DistributionNotFound' from 'pkg_resources' "
+                "(unknown location)")]),
     # #17: torchaudio's configure against a CUDA torch on a machine without a toolkit (CMake
     # 3.25.1's rendering of Caffe2Config.cmake's FATAL_ERROR)
     ("FM-37", _CAFFE2_CUDA_LOG),

@@ -167,6 +167,16 @@ SIGNATURES: tuple[Signature, ...] = (
          "companions' build requirements into an --env existing interpreter; otherwise run "
          "`python -m pip install 'setuptools>=70.1' wheel` in the build env and re-run the same "
          "command"),
+    # FM-38: setuptools 82.0.0 removed pkg_resources (its changelog; pytorch/vision#9380), and
+    # torchvision's setup.py imported it until pytorch/vision#9386 (merged 2026-02-16): 0.21.0's
+    # setup.py line 12 `from pkg_resources import DistributionNotFound, get_distribution, ...`.
+    _sig("FM-38", "this tag's setup.py needs pkg_resources, gone from setuptools >= 82",
+         r"No module named 'pkg_resources'|cannot import name "
+         r"'(?:DistributionNotFound|get_distribution|parse_version)' from 'pkg_resources'",
+         "setuptools 82 removed pkg_resources, which this tag's setup.py imports (torchvision "
+         "tags before pytorch/vision#9386). Run `python -m pip install "
+         "'setuptools<82'` in the build env (the --python interpreter for --env venv/existing) "
+         "and re-run the same command"),
     _sig("FM-37", "torch in the build env is a CUDA build, and CMake found no CUDA toolkit",
          r"Your installed Caffe2 version uses CUDA but I cannot find the CUDA",
          "torch's CMake config (Caffe2Config.cmake) needs the CUDA toolkit torch was built with, "
