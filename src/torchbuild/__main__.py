@@ -270,6 +270,11 @@ def _main(argv: Sequence[str] | None, environ: Mapping[str, str] | None) -> int:
         err = interrupted(Signalled(signal.SIGHUP), "the terminal was closed") if hung_up \
             else disk_error(exc)
         caught = exc
+    except Exception as exc:  # noqa: BLE001 (the one place for it: a bug is still one paragraph;
+        # the traceback comes with --debug)
+        err = TorchbuildError(f"internal error: {type(exc).__name__}: {exc}",
+                              fix="re-run with --debug and report the output (exit 1 is a bug)")
+        caught = exc
     if isinstance(err, Interrupted):
         command.stop_all()    # children of worker threads (parallel clones), if any are left
     _rerun_advice(err, argv, environ)

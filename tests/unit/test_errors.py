@@ -76,3 +76,21 @@ def test_an_untranslated_command_failure_still_gets_a_fix(monkeypatch: pytest.Mo
     err = stream.getvalue()
     assert "`git frobnicate` exited with 128: fatal: not a git command" in err
     assert "fix: re-run the same command" in err
+
+
+def test_a_bug_is_one_paragraph_and_exit_1(monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """README: exit 1 is an error torchbuild did not classify; re-run with --debug and report."""
+    def bug(_argv: object, _environ: object) -> int:
+        raise NameError("name 'HelpFormatter' is not defined")
+
+    monkeypatch.setattr(cli, "_dispatch", bug)
+    stream = io.StringIO()
+    monkeypatch.setattr(log, "err", stream)
+    assert cli.main(["--cpu"], {}) == 1
+    text = stream.getvalue()
+    assert "internal error: NameError: name 'HelpFormatter' is not defined" in text
+    assert "re-run with --debug" in text
+    assert "Traceback" not in text + capsys.readouterr().err
+    assert cli.main(["--cpu", "--debug"], {}) == 1
+    assert "Traceback (most recent call last)" in capsys.readouterr().err
