@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from torchbuild.build import deps, sources
-from torchbuild.build.extras import download_sdist
+from torchbuild.build.extras import download_sdist, sdist_cache
 from torchbuild.build.sources import Mirrored, mirror_recursive
 from torchbuild.command import probe, run
 from torchbuild.env.buildenv import base_environment
@@ -100,6 +100,28 @@ def download_deps(plan: Plan, step: Step, mirror: Mirrored, environ: Mapping[str
     return deps.lock_file(dest, deps.wheelhouse_lock(plan.cache_dir, comp.name, comp.tag))
 
 
+def dry_run_lines(plan: Plan) -> list[str]:
+    """What ``fetch`` would do, in its order, without doing any of it (``--dry-run``)."""
+    lines = []
+    for spec in plan.sources:
+        if spec.kind == "sdist":
+            lines.append(f"would download {spec.tag} (sha256 {spec.sha256[:12]}) into "
+                         f"{sdist_cache(plan.cache_dir)}")
+        elif spec.kind == "git":
+            lines.append(f"would mirror {spec.name} {spec.tag} from {spec.fetch_url} (with "
+                         f"submodules) into {plan.cache_dir / 'git'}")
+            lines += [f"would download {spec.name} {spec.tag}'s build requirements into "
+                      f"{deps.wheelhouse(plan.cache_dir, spec.name, spec.tag)}"
+                      for s in plan.steps if s.id == f"deps-{spec.name}"]
+    if plan.environment.backend == "venv":
+        lines.append(f"would download the build env's pip packages into "
+                     f"{pip_cache(plan.cache_dir)}")
+    elif plan.environment.backend in {"conda", "conda-exe"}:
+        lines.append("conda packages are not fetched: the first (online) build of this env "
+                     "caches them")
+    return lines
+
+
 def fetch(plan: Plan, environ: Mapping[str, str], mirror_prefix: str | None) -> list[Mirrored]:
     plan.logs_dir.mkdir(parents=True, exist_ok=True)
     ctx = sources.GitContext(plan.cache_dir, base_environment(environ), mirror_prefix, False,
@@ -166,10 +188,8 @@ def main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     options = resolve(cli, environ)
     plan, _ = prepare(options)
     if options.dry_run:
-        for spec in plan.sources:
-            print(f"would mirror {spec.name} {spec.tag} from {spec.fetch_url} (with submodules) "
-                  f"into {plan.cache_dir / 'git'}")
-        print(f"would download the {plan.environment.backend} env's packages")
+        for line in dry_run_lines(plan):
+            print(line)
         return 0
     mirrored = fetch(plan, environ, options.git_mirror)
     log.info(f"{len(mirrored)} repositories mirrored under {plan.cache_dir / 'git'}; build with "
