@@ -358,3 +358,14 @@ def test_disk_full_outranks_what_came_before_it() -> None:
     found = diagnose(lines)
     assert found[0].fm == "FM-27"
     assert "free disk space" in found[0].fix
+
+
+def test_a_python_exception_line_is_among_the_first_errors() -> None:
+    # #13: torchvision 0.21.0's setup.py under setuptools 84: the digest showed "Traceback" and
+    # pip's unwinding, not the line that says what is missing.
+    log = ["  Traceback (most recent call last):",
+           '    File "<string>", line 12, in <module>',
+           "  ModuleNotFoundError: No module named 'pkg_resources'",
+           "  error: subprocess-exited-with-error"]
+    assert first_errors(log)[:2] == ["  Traceback (most recent call last):",
+                                     "  ModuleNotFoundError: No module named 'pkg_resources'"]

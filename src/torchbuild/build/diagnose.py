@@ -204,7 +204,10 @@ _DISK_FULL_FMS = frozenset({"FM-27"})
 _ERROR = re.compile(
     r"\berror\b|\bError\b|\bERROR\b|fatal|FAILED:|Killed|undefined reference|undefined symbol"
     r"|not found|No such file|Traceback|Cannot allocate|No space left|exit status [1-9]"
-    r"|No rule to make target|does not contain a CMakeLists|Could NOT find",
+    r"|No rule to make target|does not contain a CMakeLists|Could NOT find"
+    # A Python exception line ("ModuleNotFoundError: No module named ..."): `\bError\b` misses
+    # it, and it is the line that names the cause below setup.py's "Traceback".
+    r"|^\s*\w+(Error|Exception): ",
 )
 # Lines that contain the word "error" but are noise: compiler invocations (-Werror=...), warnings,
 # counters ("0 errors") and CMake's own "see also" trailer.
