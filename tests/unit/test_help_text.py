@@ -93,6 +93,8 @@ def test_fetch_lists_only_the_options_that_decide_what_is_fetched() -> None:
     shown = _flags("fetch")
     build_flags = {d.flag for d in OPTION_DEFS}
     assert shown & build_flags == {d.flag for d in OPTION_DEFS if d.name in FETCH_OPTIONS}
-    for meaningless in ("--jobs", "--dist", "--verify", "--install-into", "--force", "--extra",
+    for meaningless in ("--jobs", "--dist", "--verify", "--install-into", "--force",
                         "--set", "--json", "--clean", "--stop-after", "--compiler-cache"):
         assert meaningless not in shown
+    # --extra's sdists and --torch-from-env (no torch to mirror) decide what is fetched.
+    assert {"--extra", "--torch-from-env"} <= shown

@@ -160,11 +160,12 @@ def fetch(plan: Plan, environ: Mapping[str, str], mirror_prefix: str | None) -> 
     return mirrored
 
 
-# What decides what is fetched (the release, its companions, the env's packages) and where from
-# or to; build-only options (jobs, dist, verify, ...) mean nothing here.
+# What decides what is fetched (the release, its companions, the --extra sources, whether torch
+# itself is built, the env's packages) and where from or to; build-only options (jobs, dist,
+# verify, ...) mean nothing here.
 FETCH_OPTIONS = ("cc", "cpu", "torch", "vision", "audio", "text", "cuda", "python", "env",
-                 "conda_exe", "lock", "channel", "recipe_dir", "git_mirror", "cache_dir",
-                 "work_dir", "dry_run", "verbose", "quiet", "debug")
+                 "conda_exe", "lock", "channel", "extra", "torch_from_env", "recipe_dir",
+                 "git_mirror", "cache_dir", "work_dir", "dry_run", "verbose", "quiet", "debug")
 
 DESCRIPTION = """\
 Mirror every repository (with submodules) and download the packages the same build would need,
