@@ -222,7 +222,8 @@ class Options:
                                               metavar="[COMPONENT:]KEY=VALUE",
                                               group="what to build")
     torch_from_env: bool = option("bool", False, "skip building torch; build the companions "
-                                  "against the torch installed in the build env",
+                                  "against the torch installed in the build env (its version "
+                                  "picks them, unless --torch is given)",
                                   container="refuse", group="what to build")
     install_into: str | None = option("str", None, "install the finished wheels (--no-deps) "
                                       "into this python, or conda env name/prefix",

@@ -89,7 +89,8 @@ def plan_for(book: RecipeBook, options: Options, machine: facts.Facts,
                         book.conda)
     options, reason = resolve_options(tables, options, host_python=machine.host_python_version,
                                       system_cuda=machine.cuda_version,
-                                      env_python=machine.env_python_version)
+                                      env_python=machine.env_python_version,
+                                      env_torch=machine.env_torch_version)
     plan = make_plan(book, options, machine, extras)
     return (dataclasses.replace(plan, choice=reason) if reason else plan), options
 

@@ -6,6 +6,10 @@ import dataclasses
 
 from test_plan import FACTS, plan_for
 
+from torchbuild.__main__ import build_parser
+from torchbuild.knowledge.recipe import load_recipes
+from torchbuild.options import resolve
+from torchbuild.pipeline import plan_for as pipeline_plan_for
 from torchbuild.plan import missing_requirements, render
 
 USER_VENV = dataclasses.replace(
@@ -79,3 +83,39 @@ def test_the_plan_says_when_the_compiler_cache_cannot_reach_torchvision() -> Non
                  "--python", "/home/u/venv/bin/python", "--compiler-cache", "none",
                  facts=USER_VENV)
     assert not any("cpp_extension does not" in w for w in p.warnings)
+
+
+def _from_env(env_torch: str, *argv: str):
+    facts = dataclasses.replace(USER_VENV, env_torch_version=env_torch)
+    opts = resolve(vars(build_parser().parse_args(
+        ["--cpu", "--torch-from-env", "--env", "existing", "--python",
+         "/home/u/venv/bin/python", *argv])), {"HOME": "/home/u"})
+    plan, chosen = pipeline_plan_for(load_recipes(), opts, facts)
+    return plan, chosen
+
+
+def test_the_envs_torch_picks_the_companions_not_the_newest_release() -> None:
+    plan, chosen = _from_env("2.13.0+cpu")
+    assert chosen.torch == "2.13.0" and chosen.origin["torch"] == "resolved"
+    # 2.13.0's own pairing in recipes/releases.toml, not 2.15.0's (vision 0.29.2)
+    assert {c.name: c.version for c in plan.components} == {"vision": "0.28.0", "audio": "2.11.1"}
+    assert plan.choice == ("torch 2.13.0+cpu is in the env: building the companions of "
+                           "torch 2.13.0")
+    vision = next(s for s in plan.steps if s.id == "build-vision")
+    assert vision.env["PYTORCH_VERSION"] == "2.13.0+cpu"
+
+
+def test_an_unknown_patch_takes_the_newest_known_patch_of_its_minor() -> None:
+    plan, chosen = _from_env("2.12.7")
+    assert chosen.torch == "2.12.1"
+    assert "not a release the recipes know" in plan.choice and "(same 2.12)" in plan.choice
+    assert {c.name: c.version for c in plan.components}["vision"] == "0.27.1"
+
+
+def test_a_pinned_torch_and_an_unknown_minor_are_left_alone() -> None:
+    plan, chosen = _from_env("2.13.0+cpu", "--torch", "2.6.0")
+    assert chosen.torch == "2.6.0" and plan.choice == ""
+    assert {c.name: c.version for c in plan.components}["vision"] == "0.21.0"
+    plan, chosen = _from_env("2.16.0.dev20261130+cpu")
+    assert chosen.torch is None and plan.choice == ""
+    assert plan.torch_version == load_recipes().newest

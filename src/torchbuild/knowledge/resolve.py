@@ -412,12 +412,41 @@ def request_from(options: Options, *, host_python: str, system_cuda: str | None,
                    fixed=frozenset(fixed))
 
 
+def release_of_env_torch(t: Tables, env_torch: str) -> tuple[str | None, str]:
+    """The recipe release whose companions match the torch already in the env: its own version
+    (a local label such as +cpu or +cu130 dropped), else the newest known patch of its X.Y.
+    (None, why) when the recipes know no release of that X.Y (a nightly, a newer torch)."""
+    base = re.split(r"[+]", env_torch.strip())[0]
+    if base in t.releases:
+        return base, f"torch {env_torch} is in the env: building the companions of torch {base}"
+    minor = vtuple(base)[:2]
+    same = [r.version for r in t.newest_first() if vtuple(r.version)[:2] == minor]
+    if same:
+        return same[0], (f"torch {env_torch} is in the env, not a release the recipes know: "
+                         f"building the companions of torch {same[0]} (same {minor[0]}.{minor[1]})")
+    return None, ""
+
+
+def _from_env_torch(t: Tables, options: Options, env_torch: str | None) -> tuple[Options, str]:
+    """--torch-from-env without --torch: the env's torch picks the release (and so the
+    companions' versions), not the newest release in the recipes."""
+    if options.torch is not None or not env_torch:
+        return options, ""
+    version, reason = release_of_env_torch(t, env_torch)
+    if version is None:
+        return options, ""      # the planner plans the newest and its pins say what it builds
+    origin = {**options.origin, "torch": "resolved"}
+    return replace(options, torch=version, origin=origin), reason
+
+
 def resolve_options(t: Tables, options: Options, *, host_python: str, system_cuda: str | None,
-                    env_python: str | None) -> tuple[Options, str]:
+                    env_python: str | None, env_torch: str | None = None) -> tuple[Options, str]:
     """Options with the resolved torch (and, for conda envs, CUDA and Python) filled in, and the
     one-line reason; unchanged options and "" when nothing was left open. The machine's facts
     come in as values: the host's Python X.Y, the system toolkit's CUDA, the --python/existing
-    interpreter's X.Y."""
+    interpreter's X.Y, and the torch already installed there (--torch-from-env)."""
+    if options.torch_from_env:
+        return _from_env_torch(t, options, env_torch)
     req = request_from(options, host_python=host_python, system_cuda=system_cuda,
                        env_python=env_python)
     if req is None or (req.torch is not None and req.torch not in t.releases):
