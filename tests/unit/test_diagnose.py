@@ -170,6 +170,13 @@ REAL_TEXTS: list[tuple[str, list[str]]] = [
     ("FM-31", ["RuntimeError: PyTorch was compiled without NumPy support"]),
     ("FM-31", [("A module that was compiled using NumPy 1.x cannot be run in NumPy 2.0.0 as it may "
                "crash")]),
+    # flash-attn's own build (--extra): the FAILED line of hiyouga/LlamaFactory#4907 (pip install
+    # flash-attn, torch.utils.cpp_extension's ninja object NAME.o), the kill line nvcc prints.
+    ("FM-39", [
+        ("FAILED: /tmp/pip-install-ey_n4ais/flash-attn_eab4e71c03454645a5fb5f7575be374b/build/"
+         "temp.linux-x86_64-cpython-310/csrc/flash_attn/src/flash_bwd_hdim128_bf16_sm80.o"),
+        "nvcc error   : 'cicc' died due to signal 9 (Kill signal)",
+    ]),
 ]
 
 NOISE = [
@@ -226,6 +233,41 @@ def test_does_not_name_a_type_alone_is_not_fm06() -> None:
 def test_flash_attn_failed_line_without_kill_is_not_fm02() -> None:
     line = "FAILED: x/flash_attn/kernels/flash_fwd_hdim64_fp16_sm80.cu.o"
     assert diagnose([line, "x.cu(3): error: identifier y is undefined"]) == []
+
+
+_FLASH_ATTN_EXTRA_OOM = [
+    # torch 2.11's cpp_extension names CUDA objects NAME.cuda.o (the H200 run's build log).
+    ("FAILED: [code=1] /tmp/tb-flash/work/src/flash-attn/build/temp.linux-x86_64-cpython-312/"
+     "csrc/flash_attn/src/flash_bwd_hdim256_fp16_sm80.cuda.o"),
+    ("/usr/local/cuda-13.0/bin/nvcc -c /tmp/tb-flash/work/src/flash-attn/csrc/flash_attn/src/"
+     "flash_bwd_hdim256_fp16_sm80.cu -o /tmp/tb-flash/work/src/flash-attn/build/"
+     "temp.linux-x86_64-cpython-312/csrc/flash_attn/src/flash_bwd_hdim256_fp16_sm80.cuda.o"),
+    "nvcc error   : 'cicc' died due to signal 9 (Kill signal)",
+]
+
+
+def test_flash_attn_extension_oom_is_not_torchs_flash_attention_rule() -> None:
+    # The flash-attn package is not torch: USE_FLASH_ATTENTION=0 would not help it, and the number
+    # to use is half the MAX_JOBS this extra's build step ran with.
+    (diag,) = diagnose(_FLASH_ATTN_EXTRA_OOM, jobs=16)
+    assert diag.fm == "FM-39"
+    assert "--jobs 8" in diag.fix and "MAX_JOBS=16" in diag.fix
+    assert "USE_FLASH_ATTENTION=0" not in diag.fix
+
+
+def test_torchs_own_flash_attention_oom_keeps_its_switch_advice() -> None:
+    (diag,) = diagnose(REAL_TEXTS[[fm for fm, _ in REAL_TEXTS].index("FM-02")][1], jobs=10)
+    assert diag.fm == "FM-02"
+    assert "--jobs (try 5)" in diag.fix and "USE_FLASH_ATTENTION=0" in diag.fix
+
+
+def test_a_cmake_flash_attn_copy_outside_torch_is_not_fm02() -> None:
+    # vllm's vllm-flash-attn builds flash-attn's .cu files with CMake (NAME.cu.o), outside torch.
+    line = ("FAILED: CMakeFiles/vllm_flash_attn_c.dir/_deps/vllm-flash-attn-src/csrc/flash_attn/"
+            "src/flash_fwd_hdim128_bf16_sm80.cu.o")
+    found = diagnose([line, "nvcc error   : 'cicc' died due to signal 9 (Kill signal)"], jobs=4)
+    assert [d.fm for d in found] == ["FM-39"]
+    assert "--jobs 2" in found[0].fix
 
 
 def test_each_failure_mode_reported_once_in_order() -> None:

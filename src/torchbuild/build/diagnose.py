@@ -50,14 +50,28 @@ _OOM_FIX = (
     "swap and building only for your GPU's arch"
 )
 
+# The second fact of the kernel-specific OOM signatures: the compiler was killed.
+_KILLED = (r"Killed signal terminated program|died due to signal 9|virtual memory exhausted"
+           r"|Cannot allocate memory")
+
 # Order matters only for ties on the same line: more specific signatures first.
 SIGNATURES: tuple[Signature, ...] = (
+    # torch's own fused-attention kernels (CMake objects under aten/src/ATen/native/transformers/
+    # cuda/flash_attn and mem_eff_attention): USE_FLASH_ATTENTION=0 is torch's switch for them.
     _sig("FM-02", "flash-attention kernel compile ran out of memory",
-         r"FAILED: .*flash_attn/.*\.cu\.o",
+         r"FAILED: .*ATen/native/transformers/cuda/(?:flash_attn|mem_eff_attention)/.*\.cu\.o",
          "flash-attention kernels need ~5 GB each; lower --jobs (try {half_jobs}) or set "
          "USE_FLASH_ATTENTION=0 USE_MEM_EFF_ATTENTION=0 if you do not need fused SDPA kernels",
-         also=r"Killed signal terminated program|died due to signal 9|virtual memory exhausted"
-              r"|Cannot allocate memory"),
+         also=_KILLED),
+    # The flash-attn package (--extra flash-attn): torch.utils.cpp_extension's ninja objects are
+    # csrc/flash_attn/src/NAME.cuda.o (NAME.o in older torch). torch's switches do not reach it;
+    # its setup.py says "each JOB peak memory cost is ~8-9GB when threads = 4" (2.8.3, line 517).
+    _sig("FM-39", "flash-attn kernel compile ran out of memory",
+         r"FAILED: .*csrc/flash_attn/src/[^/\s]+\.(?:cuda\.)?o\b",
+         "flash-attn's kernels need up to ~9 GB per compile job at 4 nvcc threads (its setup.py); "
+         "this build ran MAX_JOBS={jobs}. Re-run the same command with --jobs {half_jobs} - ninja "
+         "resumes where it stopped (USE_FLASH_ATTENTION is torch's switch, not this package's)",
+         also=_KILLED),
     _sig("FM-01", "compiler killed: out of memory",
          r"Killed signal terminated program (cc1plus|cicc|cc1)|internal compiler error: Killed"
          r"|died due to signal 9|virtual memory exhausted|Cannot allocate memory",
@@ -264,6 +278,9 @@ def first_errors(lines: Sequence[str], limit: int = 12) -> list[str]:
     return found[:limit]
 
 
+_OOM_FMS = frozenset({"FM-01", "FM-02", "FM-39"})
+
+
 def _context(jobs: int | None) -> dict[str, str]:
     if jobs is None:
         return {"jobs": "N", "half_jobs": "half the current value"}
@@ -305,12 +322,12 @@ def diagnose(
             fix = _render_fix(sig, match, context)
             found[sig.fm] = Diagnosis(sig.fm, sig.title, fix, lines[index].strip(), index + 1,
                                       sig.benign)
-    if returncode in (137, -9) and not ({"FM-01", "FM-02"} & found.keys()):
+    if returncode in (137, -9) and not (_OOM_FMS & found.keys()):
         oom = next(s for s in SIGNATURES if s.fm == "FM-01")
         found["FM-01"] = Diagnosis(oom.fm, oom.title, oom.fix.format(**context),
                                    f"exit status {returncode} (killed by signal 9)", 0)
-    # FM-02 is the specific form of FM-01: say it once, with the specific advice.
-    if "FM-02" in found:
+    # FM-02 / FM-39 are specific forms of FM-01: say it once, with the specific advice.
+    if (_OOM_FMS - {"FM-01"}) & found.keys():
         found.pop("FM-01", None)
     causes = [d for d in found.values() if not d.benign]
     # A full disk makes every later error a consequence (a truncated object file, a tool that
