@@ -53,6 +53,16 @@ def _words(text: str) -> tuple[str, ...]:
     return tuple(w for w in re.split(r"[\s,]+", text.strip()) if w)
 
 
+# TORCHBUILD_EXTRA (or a config string) with several specs: a space or a comma separates two, but
+# not a comma or space before a version operator, which continues the specifier before it
+# (PEP 440 "causal-conv1d>=1.4,<2", "x >= 1.4, < 2").
+_EXTRA_SEP = re.compile(r"(?<![\s,<>=!~])[\s,]+(?=[^\s,<>=!~])")
+
+
+def _extra_items(text: str) -> tuple[str, ...]:
+    return tuple(w for w in (p.strip(" \t\n,") for p in _EXTRA_SEP.split(text.strip())) if w)
+
+
 # A second KEY= after a space or comma: the old comma/space-separated TORCHBUILD_SET form.
 _ANOTHER_KEY = re.compile(r"[\s,][A-Za-z_][A-Za-z0-9_]*(:[A-Za-z_][A-Za-z0-9_]*)?=")
 
@@ -245,7 +255,8 @@ class Options:
                                     choices=STOP_AFTER, session=True, group="behaviour")
     extra: tuple[str, ...] = option("list", (), "CUDA extension to build against this torch: a "
                                     "PyPI requirement, git+URL@TAG or a local directory "
-                                    "(repeatable)", metavar="SPEC",
+                                    "(repeatable; in TORCHBUILD_EXTRA separated by spaces or "
+                                    "commas)", metavar="SPEC",
                                     group="what to build")
     verify: bool = option("bool", True, "verify the wheels in a throwaway env after building",
                           group="output")
@@ -377,6 +388,8 @@ def _convert(d: OptionDef, raw: Any, where: str) -> Any:
             return Path(str(raw)).expanduser()
         if d.kind == "list" and d.name == "set" and not isinstance(raw, (list, tuple)):
             return _set_items(str(raw))
+        if d.kind == "list" and d.name == "extra" and not isinstance(raw, (list, tuple)):
+            return _extra_items(str(raw))
         if d.kind == "list":
             items: Sequence[Any] = raw if isinstance(raw, (list, tuple)) else _words(str(raw))
             return tuple(str(x) for x in items)
