@@ -194,3 +194,32 @@ def test_bad_arch_value_is_a_recipe_error(tmp_path: Path):
         'schema_version = 1\n[defaults]\n[packages.foo]\narch_targets = ["sm_80"]\n')
     with pytest.raises(RecipeError, match="compute capability"):
         load_extensions(tmp_path)
+
+
+def test_flash_attn_sm100_sm120_need_nvcc_12_8():
+    # setup.py:186-191: with nvcc < 12.8 the 100/120 -gencode flags are dropped silently, so the
+    # request is refused with the CUDA it needs, and FLASH_ATTN_CUDA_ARCHS never names them.
+    for cc, sm in (("10.0", "sm_100"), ("12.0", "sm_120")):
+        env, expected, refusals = archs_of("flash-attn", f"9.0 {cc}", cuda="12.6")
+        assert env == {"FLASH_ATTN_CUDA_ARCHS": "90"} and expected == ["9.0"]
+        assert len(refusals) == 1
+        assert f"compiles {sm} (for {cc}) only with nvcc >=12.8" in refusals[0]
+        assert "uses CUDA 12.6" in refusals[0] and "--cuda" in refusals[0]
+    assert archs_of("flash-attn", "9.0 10.0 12.0", cuda="12.8") == (
+        {"FLASH_ATTN_CUDA_ARCHS": "90;100;120"}, ["9.0", "10.0", "12.0"], ())
+
+
+def test_flash_attn_sm90_needs_nvcc_11_8():
+    env, expected, refusals = archs_of("flash-attn", "8.0 9.0", cuda="11.7")
+    assert env == {"FLASH_ATTN_CUDA_ARCHS": "80"} and expected == ["8.0"]
+    want = ("flash-attn compiles sm_90 (for 9.0) only with nvcc >=11.8 (its setup.py); this "
+            "build uses CUDA 11.7: use a CUDA >=11.8 (--cuda)")
+    assert refusals == (want,)
+
+
+def test_a_target_cuda_table_with_a_bad_spec_is_a_recipe_error(tmp_path: Path):
+    (tmp_path / "extensions.toml").write_text(
+        'schema_version = 1\n[defaults]\n[packages.x]\narch_targets = ["8.0"]\n'
+        '[[packages.x.target_cuda]]\ncuda = "twelve"\narchs = ["8.0"]\n')
+    with pytest.raises(RecipeError, match="target_cuda.cuda"):
+        load_extensions(tmp_path)

@@ -35,7 +35,8 @@ ARCH_STYLES = ("digits", "dotted")
 _PACKAGE_KEYS: dict[str, type] = {
     "versions": str, "repos": list, "source": str, "env": dict, "cuda_env": dict,
     "cpu_env": dict, "cuda_only": bool, "arch_env": str, "arch_style": str, "arch_targets": list,
-    "a_archs": list, "fixed_archs": list, "min_arch": str, "min_cuda": str, "min_torch": str,
+    "a_archs": list, "fixed_archs": list, "target_cuda": list, "min_arch": str, "min_cuda": str,
+    "min_torch": str,
     "nvcc_threads": int, "nvcc_threads_env": str, "jobs_env": str, "serial": bool, "job_gb": float,
     "local_version_env": str, "version_env": str, "imports": list, "smoke": str,
 }
@@ -67,6 +68,7 @@ class ExtensionRecipe:
     arch_targets: tuple[str, ...] = ()
     a_archs: tuple[str, ...] = ()     # compiled as arch-specific sm_XXa
     fixed_archs: tuple[FixedArchs, ...] = ()
+    target_cuda: tuple[FixedArchs, ...] = ()   # arch_targets that need a newer nvcc
     min_arch: str = ""
     min_cuda: str = ""
     min_torch: str = ""
@@ -189,6 +191,8 @@ def _parse_package(name: str, raw: Any, where: str, *, known: bool) -> Extension
     fields["imports"] = tuple(str(m) for m in raw.get("imports", ()))
     fields["fixed_archs"] = tuple(_fixed(f, f"{where}.fixed_archs")
                                   for f in raw.get("fixed_archs", ()))
+    fields["target_cuda"] = tuple(_fixed(f, f"{where}.target_cuda")
+                                  for f in raw.get("target_cuda", ()))
     return ExtensionRecipe(name=name, known=known, **fields)
 
 
@@ -232,6 +236,17 @@ def compiled_archs(recipe: ExtensionRecipe, cuda: str | None) -> tuple[str, ...]
     return tuple(sorted(out, key=_num))
 
 
+def _nvcc_gate(recipe: ExtensionRecipe, target: str) -> SpecifierSet | None:
+    """The nvcc versions under which ``target`` is compiled at all (None: every version)."""
+    return next((g.cuda for g in recipe.target_cuda if target in g.archs), None)
+
+
+def available_targets(recipe: ExtensionRecipe, cuda: str) -> tuple[str, ...]:
+    """``arch_targets`` this nvcc compiles: setup.py drops the others without a word."""
+    return tuple(t for t in recipe.arch_targets
+                 if (gate := _nvcc_gate(recipe, t)) is None or Version(cuda) in gate)
+
+
 @dataclass(frozen=True)
 class ArchDecision:
     env: Mapping[str, str]          # the package's own arch variable, when it has one
@@ -262,7 +277,17 @@ def decide_archs(recipe: ExtensionRecipe, archs: Sequence[Arch], cuda: str | Non
         expected = tuple(Arch(a.major, a.minor, "a" if a.base in recipe.a_archs else a.suffix,
                               a.ptx and not recipe.arch_env) for a in archs)
         return ArchDecision(env, expected, tuple(refusals))
-    return _decide_targets(recipe, archs, targets, bool(fixed), label, refusals)
+    if fixed:
+        return _decide_targets(recipe, archs, fixed, True, label, refusals)
+    # Targets this nvcc leaves out (flash-attn's sm_100/sm_120 before nvcc 12.8): refused with the
+    # nvcc they need, not as "no target" - and never handed to the package's arch variable.
+    usable = available_targets(recipe, cuda)
+    late = {a: t for a in archs if (t := _serving(a, recipe.arch_targets)) and t not in usable}
+    refusals += [f"{label} compiles sm_{t.replace('.', '')} (for {a.base}) only with nvcc "
+                 f"{_nvcc_gate(recipe, t)} (its setup.py); this build uses CUDA {cuda}: use a "
+                 f"CUDA {_nvcc_gate(recipe, t)} (--cuda)" for a, t in late.items()]
+    return _decide_targets(recipe, [a for a in archs if a not in late], usable, False, label,
+                           refusals)
 
 
 def _sm_list(targets: Sequence[str]) -> str:
