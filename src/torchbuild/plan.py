@@ -279,7 +279,7 @@ def _companions(book: RecipeBook, release: Release, options: Options) -> list[tu
 
 def _env_spec(book: RecipeBook, release: Release, options: Options, facts: Facts,
               work_dir: Path, python_version: str, cuda: str | None, *,
-              vision: bool = False) -> EnvSpec:
+              vision: bool = False, extra_reqs: tuple[str, ...] = ()) -> EnvSpec:
     if options.env == "existing":
         python = Path(options.python or facts.env_python or facts.host_python)
         return EnvSpec("existing", python.parent.parent, python, python_version, cuda=cuda)
@@ -289,7 +289,8 @@ def _env_spec(book: RecipeBook, release: Release, options: Options, facts: Facts
         base = options.python if options.python and not is_version(options.python) else None
         if is_version(options.python) and options.python != facts.host_python_version:
             base = f"python{options.python}"
-        reqs = book.venv_packages(release.version, cuda is not None, facts.machine)
+        reqs = _merged(book.venv_packages(release.version, cuda is not None, facts.machine),
+                       extra_reqs)
         return EnvSpec("venv", prefix, python, python_version, pip_requirements=reqs, cuda=cuda,
                        base_python=base or facts.host_python)
     channels: tuple[str, ...] = tuple(options.channel)
@@ -314,9 +315,31 @@ def missing_requirements(requirements: tuple[str, ...],
     return out
 
 
+def _merged(base: Sequence[str], more: Sequence[str]) -> tuple[str, ...]:
+    """``base`` plus the requirements of ``more`` whose project it does not name yet."""
+    named = {canonicalize_name(Requirement(r).name) for r in base}
+    out = list(base)
+    for req in more:
+        name = canonicalize_name(Requirement(req).name)
+        if name not in named:
+            named.add(name)
+            out.append(req)
+    return tuple(out)
+
+
+def extra_build_requirements(extras: Sequence[ResolvedExtra]) -> tuple[str, ...]:
+    """What the extras' ``pip wheel --no-build-isolation`` needs in the build env (recipes'
+    ``build_requires``; the generic set for a package the recipes do not know)."""
+    out: tuple[str, ...] = ()
+    for extra in extras:
+        out = _merged(out, extra.recipe.build_requires)
+    return out
+
+
 def _existing_env_requirements(book: RecipeBook, release: Release, env_spec: EnvSpec,
                                components: tuple[Component, ...], facts: Facts,
-                               cuda: str | None) -> tuple[EnvSpec, list[str]]:
+                               cuda: str | None, extra_reqs: tuple[str, ...] = ()
+                               ) -> tuple[EnvSpec, list[str]]:
     """An interpreter torchbuild did not make gets the companions' build requirements it lacks.
 
     Installing them (rather than refusing) is what the user would do by hand anyway, and it is
@@ -329,6 +352,7 @@ def _existing_env_requirements(book: RecipeBook, release: Release, env_spec: Env
         reqs += [r for r in book.components[comp.name].build_requirements(release.version,
                                                                            cuda is not None)
                  if r not in reqs]
+    reqs = list(_merged(reqs, extra_reqs))
     missing = missing_requirements(tuple(reqs), facts.env_packages)
     spec = replace(env_spec, pip_requirements=tuple(reqs), pip_install=tuple(r for r, _ in missing))
     if not missing:
@@ -576,15 +600,17 @@ def make_plan(book: RecipeBook, options: Options, facts: Facts,
     decision = decide_jobs(facts, options, cuda)
     jobs = decision.jobs
     chosen = _companions(book, release, options)
+    extra_reqs = extra_build_requirements(extras)
     env_spec = _env_spec(book, release, options, facts, work_dir, python_version, cuda,
-                         vision=any(name == "vision" for name, _, _ in chosen))
+                         vision=any(name == "vision" for name, _, _ in chosen),
+                         extra_reqs=extra_reqs)
     components = tuple(
         Component(name, book.components[name].dist, version,
                   torch_label if name == "torch" else companion_version(version, build_label),
                   ctag)
         for name, version, ctag in chosen)
     env_spec, warnings = _existing_env_requirements(book, release, env_spec, components, facts,
-                                                    cuda)
+                                                    cuda, extra_reqs)
     sources = tuple(
         SourceSpec(c.name, book.components[c.name].repo,
                    redirect_url(book.components[c.name].repo, options.git_mirror), c.tag,

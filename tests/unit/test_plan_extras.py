@@ -196,3 +196,66 @@ def test_relabel_wheel(tmp_path, requires):
     assert "Version: 2.1.2+cu128.sm86" in meta and "long description" in meta
     assert meta.count("Requires-Dist: torch==2.9.1+cu128.sm86") == 1
     assert f"{info}/METADATA,sha256=" in record and "torch_scatter/__init__.py,sha256=" in record
+
+
+# --------------------------------------------------------------------------------------------
+# The extras' build requirements in an env torchbuild did not make (--env existing) or makes
+# (venv): `pip wheel --no-build-isolation` imports them from the build env.
+
+IMAGE_ENV = dataclasses.replace(
+    FACTS, env_python="/opt/venv/bin/python", env_python_version="3.11",
+    env_torch_version="2.9.1", env_packages={"torch": "2.9.1", "setuptools": "80.9.0",
+                                              "pip": "25.0", "wheel": "0.45.1"})
+
+
+def test_an_existing_env_gets_the_extras_build_requirements_it_lacks():
+    p = plan_for("--cc", "9.0", "--torch", "2.9.1", "--torch-from-env", "--env", "existing",
+                 "--python", "/opt/venv/bin/python", "--vision", "none", "--audio", "none",
+                 extras=("flash-attn", "causal-conv1d"), facts=IMAGE_ENV)
+    env = p.environment
+    # flash-attn's setup.py imports packaging and wheel; BuildExtension wants ninja.
+    assert env.pip_requirements == ("setuptools", "wheel", "packaging", "ninja")
+    assert env.pip_install == ("packaging", "ninja")
+    assert any("lacks build requirements: packaging (not installed), ninja (not installed)" in w
+               for w in p.warnings)
+    assert "installed into it first (missing): packaging ninja" in render(p)
+
+
+def test_an_existing_env_that_has_them_is_left_alone():
+    complete = dataclasses.replace(IMAGE_ENV, env_packages={
+        **IMAGE_ENV.env_packages, "packaging": "25.0", "ninja": "1.13.0"})
+    p = plan_for("--cc", "9.0", "--torch", "2.9.1", "--torch-from-env", "--env", "existing",
+                 "--python", "/opt/venv/bin/python", "--vision", "none", "--audio", "none",
+                 extras=("causal-conv1d",), facts=complete)
+    assert p.environment.pip_install == ()
+    assert not any("lacks build requirements" in w for w in p.warnings)
+
+
+def test_a_version_floor_the_env_misses_is_installed_too():
+    old = dataclasses.replace(IMAGE_ENV, env_packages={
+        **IMAGE_ENV.env_packages, "setuptools": "59.5.0", "packaging": "25.0", "ninja": "1.13"})
+    p = plan_for("--cc", "9.0", "--torch", "2.9.1", "--torch-from-env", "--env", "existing",
+                 "--python", "/opt/venv/bin/python", "--vision", "none", "--audio", "none",
+                 extras=("mamba-ssm",), facts=old)
+    assert p.environment.pip_install == ("setuptools>=61.0.0",)
+    assert any("setuptools>=61.0.0 (found 59.5.0)" in w for w in p.warnings)
+
+
+def test_a_venv_gets_them_with_its_own_packages():
+    p = plan_for("--cc", "8.6", "--torch", "2.9.1", "--env", "venv", extras=("flash-attn",))
+    reqs = p.environment.pip_requirements
+    assert {"packaging", "ninja", "wheel"} <= {r.split(">")[0].split("<")[0].split("=")[0]
+                                               for r in reqs}
+    assert len({r.split(">")[0].split("<")[0].split("=")[0] for r in reqs}) == len(reqs)
+
+
+def test_an_unknown_package_gets_the_generic_build_requirements():
+    generic = BOOK.defaults
+    extra = ResolvedExtra(parse_extra("./my-kernels", BOOK), "my-kernels", "", "/src/my-kernels",
+                          recipe=generic, note="not in extensions.toml")
+    opts = resolve(vars(build_parser().parse_args(
+        ["--cc", "9.0", "--torch", "2.9.1", "--torch-from-env", "--env", "existing", "--python",
+         "/opt/venv/bin/python", "--vision", "none", "--audio", "none"])), {"HOME": "/home/u"})
+    p = make_plan(load_recipes(), opts, IMAGE_ENV, (extra,))
+    assert p.environment.pip_requirements == ("setuptools", "wheel", "ninja")
+    assert p.environment.pip_install == ("ninja",)

@@ -36,7 +36,7 @@ _PACKAGE_KEYS: dict[str, type] = {
     "versions": str, "repos": list, "source": str, "env": dict, "cuda_env": dict,
     "cpu_env": dict, "cuda_only": bool, "arch_env": str, "arch_style": str, "arch_targets": list,
     "a_archs": list, "fixed_archs": list, "target_cuda": list, "min_arch": str, "min_cuda": str,
-    "min_torch": str,
+    "min_torch": str, "build_requires": list,
     "nvcc_threads": int, "nvcc_threads_env": str, "jobs_env": str, "serial": bool, "job_gb": float,
     "local_version_env": str, "version_env": str, "imports": list, "smoke": str,
 }
@@ -81,6 +81,7 @@ class ExtensionRecipe:
     version_env: str = ""
     imports: tuple[str, ...] = ()
     smoke: str = ""
+    build_requires: tuple[str, ...] = ()   # what `pip wheel --no-build-isolation` needs in the env
 
     def covers(self, version: str | None) -> bool:
         """Were the facts read for this version? (Unknown version: assume so.)"""
@@ -155,6 +156,17 @@ def _archs(values: Sequence[Any], where: str) -> tuple[str, ...]:
     return tuple(str(v) for v in values)
 
 
+def _requirements(values: Sequence[Any], where: str) -> tuple[str, ...]:
+    for v in values:
+        try:
+            Requirement(str(v))
+        except InvalidRequirement:
+            msg = f"{where}: {v!r} is not a requirement"
+            raise RecipeError(msg, fix='write PEP 508 requirements, e.g. "setuptools>=64"') \
+                from None
+    return tuple(str(v) for v in values)
+
+
 def _fixed(raw: Any, where: str) -> FixedArchs:
     if not isinstance(raw, dict):
         msg = f"{where} must be a table"
@@ -189,6 +201,8 @@ def _parse_package(name: str, raw: Any, where: str, *, known: bool) -> Extension
         fields["versions"] = _spec(raw["versions"], f"{where}.versions")
     fields["repos"] = tuple(repo_key(str(r)) for r in raw.get("repos", ()))
     fields["imports"] = tuple(str(m) for m in raw.get("imports", ()))
+    fields["build_requires"] = _requirements(raw.get("build_requires", ()),
+                                             f"{where}.build_requires")
     fields["fixed_archs"] = tuple(_fixed(f, f"{where}.fixed_archs")
                                   for f in raw.get("fixed_archs", ()))
     fields["target_cuda"] = tuple(_fixed(f, f"{where}.target_cuda")
