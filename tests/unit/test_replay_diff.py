@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from torchbuild.build.extras import choose_sdist
 from torchbuild.commands.replay import (
     Difference,
     compare_wheel_dirs,
@@ -20,6 +21,7 @@ from torchbuild.commands.replay import (
     snapshot,
 )
 from torchbuild.errors import UsageError
+from torchbuild.options import resolve
 
 
 def _manifest() -> dict[str, Any]:
@@ -182,3 +184,38 @@ def test_identical_rebuild_has_no_reasons(tmp_path: Path) -> None:
     wheel = _wheel(dist / "a-1.0-py3-none-any.whl", {"a/__init__.py": b""})
     recorded = [{"file": wheel.name, "sha256": hashlib.sha256(wheel.read_bytes()).hexdigest()}]
     assert compare_wheel_dirs(copy.deepcopy(recorded), None, dist) == []
+
+
+def _gpu_manifest() -> dict[str, Any]:
+    """The manifest of the H200 causal-conv1d run (benchmarks/results), as it was written."""
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / \
+        "gpu-extra-causal-conv1d-manifest.json"
+    return dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def test_an_unpinned_pypi_extra_is_replayed_at_the_version_that_was_built() -> None:
+    manifest = _gpu_manifest()
+    manifest["options"]["extra"]["value"] = ["causal-conv1d", "git+https://github.com/x/y@v1",
+                                             "./my-kernels"]
+    cli = replay_cli_values(manifest, None, {})
+    assert cli["extra"] == ["causal-conv1d==1.7.0", "git+https://github.com/x/y@v1",
+                            "./my-kernels"]
+    # ... and the sdist choice then takes that release, not a newer one the index lists now,
+    # while the recorded sha256 stays the source pin the download is checked against.
+    doc = {"files": [
+        {"filename": "causal_conv1d-1.7.0.tar.gz", "url": "u170",
+         "hashes": {"sha256": manifest["sources"]["causal-conv1d"]["commit"][len("sha256:"):]}},
+        {"filename": "causal_conv1d-1.8.0.tar.gz", "url": "u180", "hashes": {"sha256": "c" * 64}},
+    ]}
+    opts = resolve(cli, {"HOME": "/home/u"})
+    spec = opts.extra[0]
+    version, entry = choose_sdist(doc, "causal-conv1d", spec[len("causal-conv1d"):])
+    assert (version, entry["url"]) == ("1.7.0", "u170")
+    assert f"sha256:{entry['hashes']['sha256']}" == manifest["sources"]["causal-conv1d"]["commit"]
+
+
+def test_a_ranged_extra_is_pinned_too_and_an_unbuilt_one_is_left_as_it_was() -> None:
+    manifest = _gpu_manifest()
+    manifest["options"]["extra"]["value"] = ["Causal_Conv1d>=1.4,<2", "flash-attn"]
+    assert replay_cli_values(manifest, None, {})["extra"] == ["causal-conv1d==1.7.0",
+                                                              "flash-attn"]

@@ -19,6 +19,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
 from torchbuild import __version__
 from torchbuild.build.deps import recorded_from_manifest
 from torchbuild.digest import sha256_file
@@ -165,6 +168,8 @@ def replay_cli_values(manifest: Mapping[str, Any], lock: Path | None,
             continue
         if name == "set":
             value = [f"{k}={v}" for k, v in value]
+        if name == "extra":
+            value = pinned_extras(manifest, value)
         cli[name] = value
     archs = manifest.get("plan", {}).get("archs")
     if cli.get("cc") == "auto" and archs:
@@ -173,6 +178,36 @@ def replay_cli_values(manifest: Mapping[str, Any], lock: Path | None,
         cli["lock"] = str(lock)
     cli.update({k: v for k, v in overrides.items() if v is not None})
     return cli
+
+
+def _pypi_name(spec: str) -> str | None:
+    """The project of a PyPI-requirement ``--extra`` (None for git+URL@TAG and directories)."""
+    text = spec.strip()
+    if text.startswith(("git+", ".", "/", "~")) or "/" in text or "://" in text:
+        return None
+    try:
+        return canonicalize_name(Requirement(text).name)
+    except InvalidRequirement:
+        return None
+
+
+def pinned_extras(manifest: Mapping[str, Any], specs: Sequence[str]) -> list[str]:
+    """The recorded ``--extra`` values, each PyPI requirement pinned to the version that was built.
+
+    ``--extra causal-conv1d`` means "the newest sdist" and would pick today's release; the
+    manifest records the version (and the sdist's sha256 as the source pin, which the download
+    is checked against), so the replay asks for exactly that one. git extras are pinned by their
+    commit and directories by their content, like any source.
+    """
+    built = {str(c.get("name")): str(c.get("version") or "")
+             for c in manifest.get("recipe", {}).get("components", [])
+             if isinstance(c, Mapping) and c.get("kind") == "extra"}
+    out = []
+    for spec in specs:
+        name = _pypi_name(str(spec))
+        version = built.get(name or "")
+        out.append(f"{name}=={version}" if name and version else str(spec))
+    return out
 
 
 def recorded_lock(manifest: Mapping[str, Any], manifest_path: Path) -> Path | None:
