@@ -9,16 +9,18 @@ project, and verify them in a throwaway env -- all in one run of one command.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
 
-from conftest import CLI, fixture_args, make_venv
-from gitrepos import FIXTURES
+from conftest import CLI, base_env, fixture_args, make_venv
+from gitrepos import FIXTURES, PROJECTS, _commit_all, _publish, git
 from resumerepos import make_cppext_server
 from torchbuild.proof.verify import (
     WheelInstallError,
@@ -126,3 +128,40 @@ def test_offline_verify_names_the_runtime_requirement_it_cannot_get(tmp_path: Pa
     assert f"{base} -m pip install 'numpy>=1.20'" in err.value.fix
     assert WheelInstallError.exit_code == 20
 
+
+
+def test_an_extras_build_requirements_are_installed_into_a_bare_torch_venv(
+        tmp_path: Path, fresh_copy: Path) -> None:
+    """``--extra`` in a venv that has torch but neither ninja nor wheel (#16): the plan names the
+    generic extension build requirements it lacks, the env step installs them, and the extra's
+    ``pip wheel --no-build-isolation`` then builds with ninja."""
+    work = tmp_path / "tbext-work"
+    shutil.copytree(PROJECTS / "cppext", work)
+    git("init", "-q", cwd=work)
+    _commit_all(work, "tbext")
+    git("tag", "v0.99.0", cwd=work)
+    root = tmp_path / "srv"
+    _publish(work, root / "example" / "tbext.git")
+    assert _installed(fresh_copy, "ninja") is None
+    args = ["--cpu", "--env", "existing", "--python", str(fresh_copy), "--torch-from-env",
+            "--vision", "none", "--audio", "none",
+            "--extra", "git+https://git.example.org/example/tbext.git@v0.99.0",
+            "--git-mirror", f"file://{root}", "--work-dir", str(tmp_path / "work"),
+            "--cache-dir", str(tmp_path / "cache"), "--dist", str(tmp_path / "dist")]
+    env = base_env(tmp_path)
+    dry = subprocess.run([sys.executable, "-m", "torchbuild", *args, "--dry-run"], env=env,
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert dry.returncode == 0, dry.stderr
+    said = " ".join((dry.stdout + dry.stderr).split())
+    assert "installed into it first (missing): wheel ninja" in said
+    proc = subprocess.run([sys.executable, "-m", "torchbuild", *args], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-3000:]
+    assert _installed(fresh_copy, "ninja") is not None
+    log = next((tmp_path / "work" / "logs").glob("*-build-tbext.log")).read_text()
+    # BuildExtension found it: ninja's [n/N] progress, not the slow distutils fallback.
+    assert "could not find ninja" not in log
+    assert re.search(r"^\s*\[1/\d+\] ", log, re.MULTILINE), log[-3000:]
+    manifest = json.loads((tmp_path / "dist" / "torchbuild-manifest.json").read_text())
+    assert manifest["environment"]["pip_requirements"] == ["setuptools", "wheel", "ninja"]
+    assert manifest["verify"]["ok"] is True
