@@ -9,6 +9,7 @@ point of the test). About 3-4 minutes of compiling on 2 cores.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -132,3 +133,29 @@ def test_bad_extra_spec_is_refused_in_seconds(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "--extra" in proc.stderr and "fix:" in proc.stderr
     assert time.monotonic() - started < 20
+
+
+def test_fetch_fills_the_cache_an_offline_extra_build_plans_from(torch_venv, tmp_path):
+    """``fetch --extra`` (what the GPU run's carry is made with): the index answer and the sdist,
+    hash-checked, land in the cache, and the same build then plans ``--offline``. a3134e4 had
+    dropped --extra from fetch's options; this fails if that happens again."""
+    common = ["--torch", "2.13.0", "--cpu", "--env", "existing", "--python", str(torch_venv),
+              "--torch-from-env", "--vision", "none", "--audio", "none",
+              "--extra", "torch-scatter==2.1.2", "--cache-dir", str(tmp_path / "cache"),
+              "--work-dir", str(tmp_path / "work")]
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "torchbuild", *argv], env=base_env(tmp_path),
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+    listed = run("fetch", *common, "--dry-run")
+    assert listed.returncode == 0, listed.stderr
+    assert f"would download torch_scatter-2.1.2.tar.gz (sha256 {SDIST_SHA256[:12]})" in \
+        listed.stdout
+    fetched = run("fetch", *common)
+    assert fetched.returncode == 0, fetched.stdout[-2000:] + fetched.stderr[-2000:]
+    sdist = tmp_path / "cache" / "sdists" / "files" / "torch_scatter-2.1.2.tar.gz"
+    assert hashlib.sha256(sdist.read_bytes()).hexdigest() == SDIST_SHA256
+    offline = run(*common, "--offline", "--dist", str(tmp_path / "dist"), "--dry-run")
+    assert offline.returncode == 0, offline.stdout[-2000:] + offline.stderr[-2000:]
+    assert "extra torch-scatter 2.1.2 -> 2.1.2+cpu" in offline.stdout
