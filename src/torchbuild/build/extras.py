@@ -1,12 +1,14 @@
 """``--extra`` sources: each SPEC resolved to a pinned source, then brought into the work dir.
 
-A PyPI requirement is answered by the index's JSON API (PEP 691): the newest non-yanked sdist that
-matches, with the sha256 the index lists. The download is checked against that hash (and against a
-replayed manifest's), kept in ``<cache>/sdists/`` and unpacked with tarfile's ``data`` filter (no
-absolute paths, no links out of the tree). The index answer is cached too, so ``--offline`` and
-``fetch`` work like they do for git. ``git+URL@TAG`` goes through the git mirror cache
-(``sources.py``) like torch itself; a local directory is copied (its own build/ dirs left out), so
-the user's tree is never written to.
+A PyPI requirement is answered by the index's project page: JSON (PEP 691) or, from an index that
+serves only HTML (PEP 503: a plain web server, a ``file://`` directory as pip takes for
+``PIP_INDEX_URL``), its links with their ``#sha256=`` fragments. The newest non-yanked sdist that
+matches wins, with the sha256 the index lists. The download is checked against that hash (and
+against a replayed manifest's), kept in ``<cache>/sdists/`` and unpacked with tarfile's ``data``
+filter (no absolute paths, no links out of the tree). The index answer is cached too, so
+``--offline`` and ``fetch`` work like they do for git. ``git+URL@TAG`` goes through the git mirror
+cache (``sources.py``) like torch itself; a local directory is copied (its own build/ dirs left
+out), so the user's tree is never written to.
 
 Each unpacked or copied tree gets ``.torchbuild-source``: its content pin, which the resume stamps
 read in place of a git commit.
@@ -22,8 +24,10 @@ import sys
 import tarfile
 import zipfile
 from collections.abc import Mapping, Sequence
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
 import requests
 from packaging.specifiers import SpecifierSet
@@ -43,7 +47,9 @@ else:  # pragma: no cover - 3.10
     import tomli as tomllib
 
 PYPI = "https://pypi.org/simple"
-_ACCEPT = "application/vnd.pypi.simple.v1+json"
+# JSON first, PEP 503 HTML from indexes without it (q-values as pip sends them).
+_ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "\
+    "text/html;q=0.01"
 PIN_FILE = ".torchbuild-source"
 # Build outputs of an earlier in-place build, and VCS data: not part of the source.
 _IGNORED_DIRS = {".git", "build", "dist", "__pycache__"}
@@ -110,6 +116,70 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+class _Links(HTMLParser):
+    """The ``<a href>`` links of a PEP 503 project page, with their ``data-yanked``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[tuple[str, bool]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if tag == "a" and found.get("href"):
+            self.links.append((str(found["href"]), "data-yanked" in found))
+
+
+def simple_html_doc(page: str, page_url: str) -> dict[str, Any]:
+    """A PEP 503 HTML page in the PEP 691 JSON shape: file name, absolute URL, hashes, yanked.
+    The hash is the link's ``#sha256=`` fragment; a link without one has no hash (and is skipped
+    by ``choose_sdist``: nothing unchecked is built)."""
+    parser = _Links()
+    parser.feed(page)
+    files = []
+    for href, yanked in parser.links:
+        url, fragment = urldefrag(urljoin(page_url, href))
+        algo, _, digest = fragment.partition("=")
+        files.append({"filename": unquote(urlsplit(url).path.rsplit("/", 1)[-1]), "url": url,
+                      "hashes": {algo: digest} if algo == "sha256" and digest else {},
+                      "yanked": yanked})
+    return {"files": files}
+
+
+def local_file(url: str) -> Path | None:
+    """The path of a ``file://`` URL (None for other schemes)."""
+    parts = urlsplit(url)
+    return Path(unquote(parts.path)) if parts.scheme == "file" else None
+
+
+def _fetch_page(url: str, name: str, base: str) -> dict[str, Any]:
+    """The project page at ``url`` as a PEP 691 document (HTML pages converted)."""
+    folder = local_file(url)
+    if folder is not None:   # pip's reading of a file:// index: the directory's index.html
+        page = folder / "index.html"
+        if not page.is_file():
+            msg = f"--extra {name}: there is no project {name!r} on {base} (no {page})"
+            raise UsageError(msg, fix="check the name, or the file:// index's layout "
+                             "(ROOT/NAME/index.html, PEP 503)")
+        return simple_html_doc(page.read_text(encoding="utf-8"), url)
+    try:
+        response = requests.get(url, headers={"Accept": _ACCEPT}, timeout=60)
+    except requests.RequestException as exc:
+        msg = f"cannot reach the package index for --extra {name} ({url}): {exc}"
+        raise SourceError(msg, fix="check the network or PIP_INDEX_URL; or fill the cache with "
+                          "`python -m torchbuild fetch` elsewhere and use --offline") from None
+    if response.status_code == 404:
+        msg = f"--extra {name}: there is no project {name!r} on {base}"
+        raise UsageError(msg, fix="check the name on https://pypi.org, or give git+URL@TAG")
+    kind = response.headers.get("content-type", "")
+    if response.status_code == 200 and "json" in kind:
+        return dict(response.json())
+    if response.status_code == 200 and "html" in kind:
+        return simple_html_doc(response.text, response.url or url)
+    msg = f"{url} answered {response.status_code} ({kind or 'no content type'}), not a simple " \
+        "index page (PEP 691 JSON or PEP 503 HTML)"
+    raise SourceError(msg, fix="point PIP_INDEX_URL at a package index's simple/ root")
+
+
 def index_doc(name: str, cache_dir: Path, environ: Mapping[str, str], *,
               offline: bool) -> dict[str, Any]:
     """The index's project page as JSON; the cached copy when offline."""
@@ -119,21 +189,10 @@ def index_doc(name: str, cache_dir: Path, environ: Mapping[str, str], *,
             msg = f"--offline: the package index answer for {name} is not in the cache"
             raise OfflineError(msg, fix=OFFLINE_FIX)
         return dict(json.loads(cached.read_text(encoding="utf-8")))
-    url = f"{index_base(environ)}/{name}/"
-    try:
-        response = requests.get(url, headers={"Accept": _ACCEPT}, timeout=60)
-    except requests.RequestException as exc:
-        msg = f"cannot reach the package index for --extra {name} ({url}): {exc}"
-        raise SourceError(msg, fix="check the network or PIP_INDEX_URL; or fill the cache with "
-                          "`python -m torchbuild fetch` elsewhere and use --offline") from None
-    if response.status_code == 404:
-        msg = f"--extra {name}: there is no project {name!r} on {index_base(environ)}"
-        raise UsageError(msg, fix="check the name on https://pypi.org, or give git+URL@TAG")
-    if response.status_code != 200 or "json" not in response.headers.get("content-type", ""):
-        msg = f"{url} answered {response.status_code} without the JSON simple API (PEP 691)"
-        raise SourceError(msg, fix="point PIP_INDEX_URL at an index that serves PEP 691 JSON")
-    _write_atomic(cached, response.content)
-    return dict(response.json())
+    base = index_base(environ)
+    doc = _fetch_page(f"{base}/{name}/", name, base)
+    _write_atomic(cached, json.dumps(doc).encode())
+    return doc
 
 
 def resolve_pypi(req: ExtraRequest, book: ExtensionBook, cache_dir: Path,
@@ -231,19 +290,29 @@ def download_sdist(src: SourceSpec, cache_dir: Path, *, offline: bool) -> Path:
         msg = f"--offline: {src.tag} is not in the sdist cache {path.parent}"
         raise OfflineError(msg, fix=OFFLINE_FIX)
     log.info(f"downloading {src.tag}")
-    try:
-        response = requests.get(src.url, timeout=600)
-        response.raise_for_status()
-    except requests.RequestException as exc:
-        msg = f"download of {src.url} failed: {exc}"
-        raise SourceError(msg, fix="check the network, then re-run") from None
-    got = hashlib.sha256(response.content).hexdigest()
+    content = _download(src.url)
+    got = hashlib.sha256(content).hexdigest()
     if got != src.sha256:
         msg = f"{src.tag}: downloaded sha256 {got} is not the index's {src.sha256}"
         raise IntegrityError(msg, fix="retry; if it persists, the index or a proxy serves a "
                              "different file - do not build it")
-    _write_atomic(path, response.content)
+    _write_atomic(path, content)
     return path
+
+
+def _download(url: str) -> bytes:
+    """The file at ``url``: read in place for a file:// index, else over HTTP(S)."""
+    local = local_file(url)
+    try:
+        if local is not None:
+            return local.read_bytes()
+        response = requests.get(url, timeout=600)
+        response.raise_for_status()
+    except (OSError, requests.RequestException) as exc:
+        msg = f"download of {url} failed: {exc}"
+        raise SourceError(msg, fix="check the network (or the file:// index), then re-run") \
+            from None
+    return response.content
 
 
 def _unpack(archive: Path, dest: Path) -> None:
