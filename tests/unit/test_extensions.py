@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from torchbuild.build.extras import resolve_all
 from torchbuild.cc import parse_cc
 from torchbuild.errors import RecipeError, UsageError
 from torchbuild.knowledge.extensions import (
@@ -35,7 +36,8 @@ def test_every_package_cites_its_setup_py():
     assert set(BOOK.packages) >= {"flash-attn", "causal-conv1d", "mamba-ssm", "xformers",
                                   "torch-scatter"}
     for r in BOOK.packages.values():
-        assert "sha256" in r.source and "setup.py" in r.source, r.name
+        # An sdist by its hash, or (no sdist on PyPI: bitsandbytes) the commit it was read at.
+        assert ("sha256" in r.source or "commit" in r.source) and "setup.py" in r.source, r.name
         assert r.imports, r.name
 
 
@@ -223,3 +225,53 @@ def test_a_target_cuda_table_with_a_bad_spec_is_a_recipe_error(tmp_path: Path):
         '[[packages.x.target_cuda]]\ncuda = "twelve"\narchs = ["8.0"]\n')
     with pytest.raises(RecipeError, match="target_cuda.cuda"):
         load_extensions(tmp_path)
+
+
+# bitsandbytes: a CMake build through scikit-build-core's setuptools plugin; its archs travel as a
+# CMake define in CMAKE_ARGS, not as TORCH_CUDA_ARCH_LIST or an environment variable.
+
+def test_bitsandbytes_archs_are_a_cmake_define():
+    d = decide("bitsandbytes", "0.50.2", cc="8.6 9.0", mem=22.9, cores=2, cuda="13.0")
+    assert d.env == {"CMAKE_ARGS": "-DCOMPUTE_BACKEND=cuda -DCOMPUTE_CAPABILITY=86;90",
+                     "MAX_JOBS": "2", "CMAKE_BUILD_PARALLEL_LEVEL": "2"}   # 2 cores
+    assert [str(a) for a in d.expected] == ["8.6", "9.0"] and not d.refusals
+
+
+def test_bitsandbytes_cpu_build_selects_the_cpu_backend():
+    d = decide("bitsandbytes", "0.50.2", cuda=None)
+    assert d.env["CMAKE_ARGS"] == "-DCOMPUTE_BACKEND=cpu" and not d.refusals
+
+
+@pytest.mark.parametrize(("mem", "cores", "jobs"), [(12.0, 16, 3), (64.0, 16, 16)])
+def test_bitsandbytes_jobs_by_ram(mem, cores, jobs):
+    d = decide("bitsandbytes", "0.50.2", cc="8.6 9.0", mem=mem, cores=cores, cuda="13.0")
+    assert d.jobs == jobs and d.nvcc_threads == 1, d.jobs_reason
+    assert d.env["CMAKE_BUILD_PARALLEL_LEVEL"] == d.env["MAX_JOBS"] == str(jobs)
+
+
+def test_bitsandbytes_limits():
+    assert any("CUDA >= 11.8" in r for r in decide("bitsandbytes", "0.50.2", cuda="11.7").refusals)
+    old_torch = decide_extra(extra("bitsandbytes", "0.50.2"), archs=parse_cc("8.6"), cuda="12.8",
+                             torch_version="2.3.1", local="", mem_available_gb=22.9,
+                             swap_free_gb=0.0, cores=2, requested_jobs=None)
+    assert any("torch >= 2.4" in r for r in old_torch.refusals)
+
+
+def test_an_arch_define_without_its_carrier_is_a_recipe_error(tmp_path: Path):
+    (tmp_path / "extensions.toml").write_text(
+        'schema_version = 1\n[defaults]\n[packages.x]\narch_define = "CC"\n'
+        'arch_style = "digits"\n')
+    with pytest.raises(RecipeError, match="cmake_args_env"):
+        load_extensions(tmp_path)
+
+
+def test_bitsandbytes_from_pypi_is_refused_with_a_git_fix_the_tool_takes(tmp_path: Path):
+    """No index is asked (offline=False, no network in unit tests): refused from the recipe."""
+    with pytest.raises(UsageError) as caught:
+        resolve_all(["bitsandbytes>=0.45"], BOOK, tmp_path, {}, offline=False)
+    assert "no sdist on PyPI since 0.43" in caught.value.message
+    fix = caught.value.fix
+    spec = fix.split("--extra ", 1)[1].strip("'")
+    assert spec == "git+https://github.com/bitsandbytes-foundation/bitsandbytes@0.50.2"
+    (got,) = resolve_all([spec], BOOK, tmp_path, {}, offline=False)
+    assert (got.name, got.version, got.recipe.name) == ("bitsandbytes", "0.50.2", "bitsandbytes")

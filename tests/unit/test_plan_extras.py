@@ -259,3 +259,32 @@ def test_an_unknown_package_gets_the_generic_build_requirements():
     p = make_plan(load_recipes(), opts, IMAGE_ENV, (extra,))
     assert p.environment.pip_requirements == ("setuptools", "wheel", "ninja")
     assert p.environment.pip_install == ("ninja",)
+
+
+def resolved_git(spec: str) -> ResolvedExtra:
+    """A git extra as resolve_git pins it (bitsandbytes has no current sdist on PyPI)."""
+    req = parse_extra(spec, BOOK)
+    recipe, note = BOOK.recipe_for(req.name, req.ref)
+    return ResolvedExtra(req, req.name, req.ref, req.url, tag=req.ref, recipe=recipe, note=note)
+
+
+BNB = "git+https://github.com/bitsandbytes-foundation/bitsandbytes@0.50.2"
+
+
+@pytest.mark.parametrize(("mem", "cores", "jobs"), [(12.0, 16, 3), (64.0, 16, 16)])
+def test_bitsandbytes_step_env_carries_its_archs_as_a_cmake_define(mem, cores, jobs):
+    opts = resolve(vars(build_parser().parse_args(
+        ["--cc", "8.6 9.0", "--torch", "2.13.0", "--cuda", "13.0", "--env", "venv"])),
+        {"HOME": "/home/u"})
+    p = make_plan(load_recipes(), opts, with_mem(mem, cores), (resolved_git(BNB),))
+    b = step(p, "build-bitsandbytes")
+    assert b.argv[1:6] == ("-m", "pip", "wheel", ".", "--no-build-isolation")
+    assert b.env["CMAKE_ARGS"] == "-DCOMPUTE_BACKEND=cuda -DCOMPUTE_CAPABILITY=86;90"
+    # 1 nvcc thread x 2.5 GB a job (no package figure): RAM - 4 GB reserve, then the cores.
+    assert b.env["CMAKE_BUILD_PARALLEL_LEVEL"] == b.env["MAX_JOBS"] == str(jobs)
+    comp = next(c for c in p.components if c.name == "bitsandbytes")
+    assert comp.expected_archs == ("8.6", "9.0") and comp.imports == ("bitsandbytes",)
+    # Without scikit-build-core its setup.py only warns and packages no native library.
+    # (cmake: the venv's own cmake>=3.27 for torch already covers its 3.22.1.)
+    reqs = p.environment.pip_requirements
+    assert "scikit-build-core" in reqs and any(r.startswith("cmake") for r in reqs), reqs

@@ -195,8 +195,22 @@ def index_doc(name: str, cache_dir: Path, environ: Mapping[str, str], *,
     return doc
 
 
+def _refuse_without_sdist(req: ExtraRequest, book: ExtensionBook) -> None:
+    """A package whose releases have no sdist on PyPI (bitsandbytes since 0.43): the newest sdist
+    would be years old, so the PyPI form is refused, with the git source that builds."""
+    known = book.packages.get(req.name)
+    if known is None or not known.no_pypi_sdist:
+        return
+    repo = known.repos[0] if known.repos else ""
+    tag = known.git_tag or "TAG"
+    fix = f"build it from git: --extra 'git+https://{repo}@{tag}'" if repo else \
+        "build it from git+URL@TAG or a local directory"
+    raise UsageError(f"--extra {req.spec!r}: {known.no_pypi_sdist}", fix=fix)
+
+
 def resolve_pypi(req: ExtraRequest, book: ExtensionBook, cache_dir: Path,
                  environ: Mapping[str, str], *, offline: bool) -> ResolvedExtra:
+    _refuse_without_sdist(req, book)
     doc = index_doc(req.name, cache_dir, environ, offline=offline)
     version, entry = choose_sdist(doc, req.name, req.specifier)
     recipe, note = book.recipe_for(req.name, version)

@@ -39,6 +39,8 @@ _PACKAGE_KEYS: dict[str, type] = {
     "min_torch": str, "build_requires": list,
     "nvcc_threads": int, "nvcc_threads_env": str, "jobs_env": str, "serial": bool, "job_gb": float,
     "local_version_env": str, "version_env": str, "imports": list, "smoke": str,
+    "cmake_args_env": str, "cuda_defines": dict, "cpu_defines": dict, "arch_define": str,
+    "no_pypi_sdist": str, "git_tag": str,
 }
 _FIXED_KEYS: dict[str, type] = {"cuda": str, "archs": list}
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -82,6 +84,19 @@ class ExtensionRecipe:
     imports: tuple[str, ...] = ()
     smoke: str = ""
     build_requires: tuple[str, ...] = ()   # what `pip wheel --no-build-isolation` needs in the env
+    # A CMake-driven build (scikit-build-core): -D defines go into the variable its driver splits
+    # into CMake arguments; arch_define is the package's own arch cache variable, if any.
+    cmake_args_env: str = ""
+    cuda_defines: Mapping[str, str] = field(default_factory=dict)
+    cpu_defines: Mapping[str, str] = field(default_factory=dict)
+    arch_define: str = ""
+    no_pypi_sdist: str = ""   # why a PyPI requirement cannot build it (refused, git+URL instead)
+    git_tag: str = ""         # the release tag the facts were read at (the refusal's fix)
+
+    @property
+    def arch_key(self) -> str:
+        """The package's own arch selection: an environment variable or a CMake define."""
+        return self.arch_env or self.arch_define
 
     def covers(self, version: str | None) -> bool:
         """Were the facts read for this version? (Unknown version: assume so.)"""
@@ -183,15 +198,20 @@ def _parse_package(name: str, raw: Any, where: str, *, known: bool) -> Extension
     raw = {k: float(v) if k == "job_gb" and isinstance(v, int) else v for k, v in raw.items()}
     check_keys(raw, _PACKAGE_KEYS, where)
     style = raw.get("arch_style", "")
-    if raw.get("arch_env") and style not in ARCH_STYLES:
+    if raw.get("arch_define") and not raw.get("cmake_args_env"):
+        msg = f"{where}: arch_define needs cmake_args_env (the variable the defines travel in)"
+        raise RecipeError(msg, fix='add cmake_args_env = "CMAKE_ARGS" (scikit-build-core)')
+    if (raw.get("arch_env") or raw.get("arch_define")) and style not in ARCH_STYLES:
         msg = f"{where}: arch_style must be one of {', '.join(ARCH_STYLES)}, not {style!r}"
         raise RecipeError(msg, fix='set arch_style = "digits" or "dotted"')
     fields: dict[str, Any] = {k: v for k, v in raw.items()
                               if k in {"source", "cuda_only", "arch_env", "arch_style",
                                        "min_arch", "min_cuda", "min_torch", "nvcc_threads",
                                        "nvcc_threads_env", "jobs_env", "serial", "job_gb",
-                                       "local_version_env", "version_env", "smoke"}}
-    for key in ("env", "cuda_env", "cpu_env"):
+                                       "local_version_env", "version_env", "smoke",
+                                       "cmake_args_env", "arch_define", "no_pypi_sdist",
+                                       "git_tag"}}
+    for key in ("env", "cuda_env", "cpu_env", "cuda_defines", "cpu_defines"):
         if key in raw:
             fields[key] = _env_table(raw[key], f"{where}.{key}")
     for key in ("arch_targets", "a_archs"):
@@ -286,10 +306,10 @@ def decide_archs(recipe: ExtensionRecipe, archs: Sequence[Arch], cuda: str | Non
     fixed = compiled_archs(recipe, cuda)
     targets = fixed or recipe.arch_targets
     if not targets:   # the package compiles exactly TORCH_CUDA_ARCH_LIST (or its own copy of it)
-        env = {recipe.arch_env: _arch_value(recipe, [a.base for a in archs])} \
-            if recipe.arch_env else {}
+        env = {recipe.arch_key: _arch_value(recipe, [a.base for a in archs])} \
+            if recipe.arch_key else {}
         expected = tuple(Arch(a.major, a.minor, "a" if a.base in recipe.a_archs else a.suffix,
-                              a.ptx and not recipe.arch_env) for a in archs)
+                              a.ptx and not recipe.arch_key) for a in archs)
         return ArchDecision(env, expected, tuple(refusals))
     if fixed:
         return _decide_targets(recipe, archs, fixed, True, label, refusals)
@@ -310,7 +330,7 @@ def _sm_list(targets: Sequence[str]) -> str:
 
 def _decide_targets(recipe: ExtensionRecipe, archs: Sequence[Arch], targets: Sequence[str],
                     fixed: bool, label: str, refusals: list[str]) -> ArchDecision:
-    how = "hard-coded -gencode flags" if fixed else recipe.arch_env
+    how = "hard-coded -gencode flags" if fixed else recipe.arch_key
     served: dict[Arch, str] = {}
     for arch in archs:
         target = _serving(arch, targets)
@@ -328,7 +348,7 @@ def _decide_targets(recipe: ExtensionRecipe, archs: Sequence[Arch], targets: Seq
     if fixed:
         notes.append(f"{label} hard-codes {_sm_list(targets)}: TORCH_CUDA_ARCH_LIST does not "
                      "narrow them, all of them are compiled")
-    env = {recipe.arch_env: _arch_value(recipe, chosen)} if recipe.arch_env and chosen else {}
+    env = {recipe.arch_key: _arch_value(recipe, chosen)} if recipe.arch_key and chosen else {}
     return ArchDecision(env, tuple(Arch(*_num(t)) for t in chosen), tuple(refusals),
                         tuple(notes))
 
@@ -350,6 +370,19 @@ def version_refusals(recipe: ExtensionRecipe, label: str, *, cuda: str | None,
 def build_env(recipe: ExtensionRecipe, *, cuda: bool) -> dict[str, str]:
     """The recipe's own variables for a CUDA or a CPU build."""
     return {**recipe.env, **(recipe.cuda_env if cuda else recipe.cpu_env)}
+
+
+def cmake_args(recipe: ExtensionRecipe, arch_env: Mapping[str, str], *,
+               cuda: bool) -> dict[str, str]:
+    """``{cmake_args_env: "-DK=V ..."}``: the recipe's defines for this build and its arch define
+    (the driver splits the value like a shell, so "86;90" stays one argument). Empty when the
+    package is not driven by CMake arguments."""
+    if not recipe.cmake_args_env:
+        return {}
+    defines = {**(recipe.cuda_defines if cuda else recipe.cpu_defines)}
+    if recipe.arch_define and recipe.arch_define in arch_env:
+        defines[recipe.arch_define] = arch_env[recipe.arch_define]
+    return {recipe.cmake_args_env: " ".join(f"-D{k}={v}" for k, v in defines.items())}
 
 
 def remaining_cc(archs: Sequence[Arch], recipe: ExtensionRecipe) -> str:
@@ -468,7 +501,9 @@ def decide_extra(extra: ResolvedExtra, *, archs: Sequence[Arch], cuda: str | Non
     if recipe.serial:
         jobs = dataclasses.replace(jobs, jobs=1, reasoning=f"{label} compiles one file at a time "
                                    "(its setup.py turns ninja off): MAX_JOBS=1")
-    env = {**build_env(recipe, cuda=cuda is not None), **arch.env, "MAX_JOBS": str(jobs.jobs)}
+    own_archs = {k: v for k, v in arch.env.items() if k != recipe.arch_define}
+    env = {**build_env(recipe, cuda=cuda is not None), **own_archs,
+           **cmake_args(recipe, arch.env, cuda=cuda is not None), "MAX_JOBS": str(jobs.jobs)}
     if recipe.nvcc_threads_env and cuda is not None:
         env[recipe.nvcc_threads_env] = str(jobs.nvcc_threads)
     if recipe.jobs_env:
