@@ -9,6 +9,7 @@ MAX_JOBS has to fit into. Standard library only: it runs under the GPU image's p
 
 from __future__ import annotations
 
+import argparse
 import resource
 import subprocess
 import sys
@@ -23,11 +24,21 @@ def used_gib() -> float:
     return kib / 2**20
 
 
+def parse(argv: list[str]) -> tuple[str, list[str]]:
+    parser = argparse.ArgumentParser(
+        prog="gpu_measure.py", description="Run ARGV; write its exit code, wall time and peak "
+        "memory as one line to RESULT.", usage="%(prog)s RESULT -- ARGV...")
+    parser.add_argument("result", metavar="RESULT", help="file the RESULT line is written to")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command to run")
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.error("give the command to measure after --")
+    return args.result, command
+
+
 def main(argv: list[str]) -> int:
-    result, sep, command = argv[0], argv[1], argv[2:]
-    if sep != "--" or not command:
-        print("usage: gpu_measure.py RESULT -- ARGV...", file=sys.stderr)
-        return 2
+    result, command = parse(argv)
     base, peak, done = used_gib(), [0.0], threading.Event()
 
     def sample() -> None:

@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from conftest import CLI, shared_dir
-
 from torchbuild.errors import MissingToolError
 from torchbuild.proof.cubin import find_cuobjdump
 
