@@ -106,6 +106,7 @@ class Component:
     jobs: int = 0
     jobs_reason: str = ""
     notes: tuple[str, ...] = ()
+    disk_gb: float = 2.0     # what its build takes in the work dir (recipe data; preflight)
 
 
 @dataclass(frozen=True)
@@ -607,7 +608,7 @@ def make_plan(book: RecipeBook, options: Options, facts: Facts,
     components = tuple(
         Component(name, book.components[name].dist, version,
                   torch_label if name == "torch" else companion_version(version, build_label),
-                  ctag)
+                  ctag, disk_gb=book.components[name].disk_for(cuda=cuda is not None))
         for name, version, ctag in chosen)
     env_spec, warnings = _existing_env_requirements(book, release, env_spec, components, facts,
                                                     cuda, extra_reqs)
@@ -691,7 +692,7 @@ def pin_commits(plan: Plan, commits: Mapping[str, str]) -> Plan:
 CPU_TORCH_COMPILE_CPU_S = 14191.0
 def disk_estimate_gb(plan: Plan) -> float:
     """Preflight's estimate, which it checks the free space against."""
-    return estimate_disk_gb([c.name for c in plan.components], cuda=plan.cuda is not None,
+    return estimate_disk_gb([c.disk_gb for c in plan.components],
                             backend=plan.environment.backend)
 
 

@@ -45,6 +45,12 @@ def _copy(tmp_path: Path) -> Path:
         ("releases.toml", "schema_version = 1", "schema_version = 7", "schema_version 7"),
         ("releases.toml", "cxx_std = 20", 'cxx_std = "20"', "must be a int"),
         ("components.toml", 'BUILD_TEST = "0"', "BUILD_TEST = 0", "must be a string"),
+        ("components.toml", "disk_gb = { cuda = 40, cpu = 15 }", "disk_gb = { cuda = 40 }",
+         "required key 'cpu'"),
+        ("components.toml", "disk_gb = { cuda = 40, cpu = 15 }",
+         'disk_gb = { cuda = "40", cpu = 15 }', "'cuda' must be a int/float"),
+        ("components.toml", "disk_gb = { cuda = 40, cpu = 15 }",
+         "disk_gb = { cuda = -1, cpu = 15 }", "must not be negative"),
     ],
 )
 def test_invalid_recipes_are_refused(tmp_path, file, old, new, match):
@@ -67,3 +73,12 @@ def test_era_rules():
     assert book.venv_packages("2.4.0", True, "x86_64")[-3:] == ("cmake>=3.18,<4", "mkl-static",
                                                               "mkl-include")
     assert "mkl-static" not in book.venv_packages("2.9.1", True, "aarch64")
+
+
+def test_disk_estimate_is_recipe_data():
+    """Preflight's disk figure comes from each component's `disk_gb`; a component without one
+    (the companions) is counted at 2 GB."""
+    book = load_recipes()
+    assert book.components["torch"].disk_for(cuda=True) == 40.0
+    assert book.components["torch"].disk_for(cuda=False) == 15.0
+    assert book.components["vision"].disk_for(cuda=True) == 2.0

@@ -28,7 +28,8 @@ _RELEASE_KEYS = {
 }
 _COMPONENT_KEYS = {"repo": str, "dist": str, "deps": list, "build": list, "env": list,
                    "backend": list,
-                   "audit": bool, "requires": list}
+                   "audit": bool, "requires": list, "disk_gb": dict}
+_DISK_KEYS = {"cuda": (int, float), "cpu": (int, float)}
 _RULE_KEYS = {"when": dict, "argv": list, "values": dict}
 _WHEN_KEYS = {"torch": str, "cuda": bool, "machine": str}
 _VENV_RULE_KEYS = {"when": dict, "packages": list}
@@ -125,6 +126,12 @@ class ComponentSpec:
     env: tuple[Rule, ...] = ()
     audit: bool = False   # configure-only step + CMake cache audit before the compile
     backends: tuple[Backend, ...] = ()
+    # Disk a build of this component takes (source + build tree + wheel), GB, for a CUDA and a
+    # CPU build: what preflight checks the work dir's free space against.
+    disk_gb: tuple[float, float] = (2.0, 2.0)
+
+    def disk_for(self, *, cuda: bool) -> float:
+        return self.disk_gb[0] if cuda else self.disk_gb[1]
 
     def backend(self, torch_version: str) -> Backend | None:
         """The one backend rule of this tag's era (None: the recipe names none)."""
@@ -197,6 +204,18 @@ class RecipeBook:
                f"supported: {', '.join(known)}")
         raise RecipeError(msg, fix="pick a supported --torch version, or add the release to "
                           f"{self.path / 'releases.toml'}")
+
+
+def _parse_disk(raw: Any, where: str) -> tuple[float, float]:
+    """``disk_gb = { cuda = 40, cpu = 15 }``; a component without one is companion-sized."""
+    if raw is None:
+        return (2.0, 2.0)
+    check_keys(raw, _DISK_KEYS, where, required=("cuda", "cpu"))
+    cuda, cpu = float(raw["cuda"]), float(raw["cpu"])
+    if cuda < 0 or cpu < 0:
+        msg = f"{where}: sizes must not be negative"
+        raise RecipeError(msg, fix="give the GB a build of this component takes")
+    return (cuda, cpu)
 
 
 def _parse_rule(raw: Any, where: str, keys: Mapping[str, type] = _RULE_KEYS) -> Rule:
@@ -290,6 +309,7 @@ def load_recipes(recipe_dir: Path | None = None) -> RecipeBook:
             build=tuple(_parse_rule(r, f"{where}.build") for r in raw["build"]),
             env=tuple(_parse_rule(r, f"{where}.env") for r in raw.get("env", [])),
             audit=raw.get("audit", False),
+            disk_gb=_parse_disk(raw.get("disk_gb"), f"{where}.disk_gb"),
             backends=tuple(_parse_backend(r, f"{where}.backend") for r in raw.get("backend", [])),
             requires=tuple(_parse_rule(r, f"{where}.requires", _VENV_RULE_KEYS)
                            for r in raw.get("requires", [])),

@@ -498,21 +498,18 @@ def run_preflight(request: PreflightRequest, *, force: bool,
 
 # ------------------------------------------------------------------------ the pipeline's entry
 
-# Disk use per component (GB), source + build tree + wheel. FM-27's "about 40 GB for a CUDA torch"
-# is an estimate to be replaced by a measurement; companions are a few GB at most.
-DISK_GB = {"torch-cuda": 40.0, "torch-cpu": 15.0, "companion": 2.0, "conda-env": 8.0}
+# The env a conda build creates, GB; each component's own share is recipe data (its `disk_gb`).
+CONDA_ENV_GB = 8.0
 
 
-def estimate_disk_gb(components: Sequence[str], *, cuda: bool, backend: str) -> float:
-    total = sum(DISK_GB["torch-cuda" if cuda else "torch-cpu"] if c == "torch"
-                else DISK_GB["companion"] for c in components)
+def estimate_disk_gb(component_gb: Sequence[float], *, backend: str) -> float:
+    total = sum(component_gb)
     if backend in {"conda", "conda-exe"}:
-        total += DISK_GB["conda-env"]
+        total += CONDA_ENV_GB
     return total
 
 
 def request_for_plan(plan: Plan, options: Options) -> PreflightRequest:
-    names = [c.name for c in plan.components]
     backend = plan.environment.backend
     return PreflightRequest(
         torch_version=plan.torch_version, cuda=plan.cuda, archs=plan.archs,
@@ -521,7 +518,8 @@ def request_for_plan(plan: Plan, options: Options) -> PreflightRequest:
                     for n in ("vision", "audio", "text")},
         cpu=plan.cuda is None, env_backend=backend,
         needs_system_toolkit=plan.cuda is not None and backend in {"venv", "existing"},
-        estimated_disk_gb=estimate_disk_gb(names, cuda=plan.cuda is not None, backend=backend),
+        estimated_disk_gb=estimate_disk_gb([c.disk_gb for c in plan.components],
+                                           backend=backend),
         environ=options.environ, jobs=options.jobs, jobs_decision=plan.jobs_decision,
         recipe_dir=options.recipe_dir, release=plan.release,
         allow_missing=tuple(options.allow_missing), tool_dirs=_tool_dirs(plan),
