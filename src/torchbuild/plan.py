@@ -201,7 +201,8 @@ def decide_jobs(facts: Facts, options: Options, cuda: str | None) -> JobsDecisio
     requested = int(asked) if asked.isdigit() and int(asked) > 0 else options.jobs
     return build_jobs(facts.mem_available_gb, facts.swap_free_gb, facts.cores,
                       arch_majors=[a.major for a in options.archs], cpu=cuda is None,
-                      compiler_env=env, requested=requested)
+                      compiler_env=env, requested=requested,
+                      builds_torch=not options.torch_from_env)
 
 
 def _fill(template: str, values: Mapping[str, str]) -> str:

@@ -74,3 +74,21 @@ def test_heavy_kernels_need_both_switches_off(monkeypatch: pytest.MonkeyPatch,
     numbers = _numbers(["--set", "USE_FLASH_ATTENTION=0"], {"USE_MEM_EFF_ATTENTION": "1"},
                        monkeypatch, capsys)
     assert set(numbers.values()) == {4}, numbers
+
+
+def test_companions_alone_get_the_cuda_budget(tmp_path) -> None:
+    """--torch-from-env builds no torch, so torch's attention kernels (5.5 GB a job) set nothing:
+    the companions' 2.5 GB CUDA budget does, in the plan and in preflight's report alike."""
+    python = tmp_path / "bin" / "python"
+    python.parent.mkdir()
+    python.write_text("")
+    machine = facts.Facts(**{**vars(MACHINE), "env_python": str(python),
+                             "env_python_version": "3.12", "env_torch_version": "2.6.0+cu126"})
+    cli = vars(build_parser().parse_args(["--cc", "8.6", "--cuda", "12.6", "--torch-from-env",
+                                          "--env", "existing", "--python", str(python)]))
+    options = resolve(cli, {"HOME": str(tmp_path), "PATH": "/usr/bin"})
+    plan = make_plan(load_recipes(), options, machine)
+    assert [c.name for c in plan.components] == ["vision", "audio"]
+    report = resource_findings(request_for_plan(plan, options), machine)[0].message
+    assert plan.jobs == 10 and "2.5 GB per job (CUDA)" in plan.jobs_decision.reasoning, plan
+    assert report.endswith("MAX_JOBS=10")

@@ -119,11 +119,13 @@ def extension_jobs(mem_available_gb: float, swap_free_gb: float, cores: int, *,
     return ExtensionJobs(jobs, threads, "; ".join(why) + f" -> MAX_JOBS={jobs}")
 def build_jobs(mem_available_gb: float, swap_free_gb: float, cores: int, *,
                arch_majors: Sequence[int], cpu: bool, compiler_env: Mapping[str, str],
-               requested: int | None = None) -> JobsDecision:
+               requested: int | None = None, builds_torch: bool = True) -> JobsDecision:
     """THE MAX_JOBS of a build (the one derivation plan, preflight, doctor and the build step
     use). ``compiler_env``: the variables the compilers will see -- the process environment with
-    ``--set`` on top -- since USE_FLASH_ATTENTION=0 from either place changes the budget."""
-    heavy = heavy_cuda_kernels(arch_majors, cpu, compiler_env)
+    ``--set`` on top -- since USE_FLASH_ATTENTION=0 from either place changes the budget.
+    ``builds_torch``: False when torch comes from the env (--torch-from-env): the attention
+    kernels that need the heavy budget are torch's own, not the companions'."""
+    heavy = builds_torch and heavy_cuda_kernels(arch_majors, cpu, compiler_env)
     return max_jobs(mem_available_gb, swap_free_gb, cores, heavy, cuda=not cpu,
                     requested=requested)
 

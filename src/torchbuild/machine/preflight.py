@@ -277,7 +277,8 @@ def decide_jobs(req: PreflightRequest, facts: MachineFacts) -> JobsDecision:
         return req.jobs_decision
     return build_jobs(facts.mem_available_gb, facts.swap_free_gb, facts.cores,
                    arch_majors=[a.major for a in req.archs], cpu=req.cpu,
-                   compiler_env=req.environ, requested=req.jobs)
+                   compiler_env=req.environ, requested=req.jobs,
+                   builds_torch=not req.torch_from_env)
 
 
 def resource_findings(req: PreflightRequest, facts: MachineFacts) -> list[Finding]:
