@@ -258,6 +258,13 @@ def test_memory_floor_and_jobs_reasoning() -> None:
     assert "MAX_JOBS=1" in found["jobs"].message
     cpu = {f.check: f for f in resource_findings(_req("/home/me/tb", cpu=True), low)}
     assert "memory" not in cpu  # 10 GB is enough for a CPU build
+    # Torch from the env: no torch compile, so its 16 GB floor does not apply; one companion
+    # CUDA job (2.5 GB) and the 4 GB reserve do.
+    companions = dataclasses.replace(_req("/home/me/tb"), torch_from_env=True)
+    assert "memory" not in {f.check for f in resource_findings(companions, low)}
+    tiny = _facts(wsl=False, mem=probes.MemInfo(8.0, 5.0, 0.0, 0.0))
+    refused = {f.check: f for f in resource_findings(companions, tiny)}["memory"]
+    assert "a CUDA build of the companions needs about 6.5 GB" in refused.message
 
 
 def test_find_toolkits_does_not_probe_the_known_toolkit_again(monkeypatch) -> None:

@@ -28,7 +28,7 @@ from torchbuild.errors import (
     PreflightError,
     TorchbuildError,
 )
-from torchbuild.knowledge.jobs import JobsDecision, build_jobs
+from torchbuild.knowledge.jobs import RESERVE_GB, JobsDecision, build_jobs
 from torchbuild.knowledge.rules import (
     ArchLike,
     Finding,
@@ -281,14 +281,22 @@ def decide_jobs(req: PreflightRequest, facts: MachineFacts) -> JobsDecision:
                    builds_torch=not req.torch_from_env)
 
 
+def _memory_floor(req: PreflightRequest, decision: JobsDecision) -> tuple[float, str]:
+    """The least RAM+swap a build gets through with: torch's own floors (FM-01), or, with torch
+    from the env, one compile job of the companions plus the reserve left for the OS."""
+    kind = "CPU" if req.cpu else "CUDA"
+    if req.torch_from_env:
+        return RESERVE_GB + decision.budget_gb, f"a {kind} build of the companions"
+    return (MIN_FREE_GB_CPU if req.cpu else MIN_FREE_GB_CUDA), f"a {kind} torch build"
+
+
 def resource_findings(req: PreflightRequest, facts: MachineFacts) -> list[Finding]:
     decision = decide_jobs(req, facts)
     found = [ok("jobs", decision.reasoning)]
-    floor = MIN_FREE_GB_CPU if req.cpu else MIN_FREE_GB_CUDA
+    floor, what = _memory_floor(req, decision)
     free = facts.mem.available_gb + facts.mem.swap_free_gb
     if free < floor:
-        kind = "CPU" if req.cpu else "CUDA"
-        found.append(error("memory", f"{free:.1f} GB RAM+swap free; a {kind} torch build needs "
+        found.append(error("memory", f"{free:.1f} GB RAM+swap free; {what} needs "
                            f"about {floor:g} GB even at MAX_JOBS=1",
                            "close other programs, add swap, or --force and expect a slow build",
                            PreflightError))
