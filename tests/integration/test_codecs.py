@@ -64,6 +64,20 @@ def test_include_dirs_follow_torchvision_order(tmp_path: Path) -> None:
 CODEC_NAMES = ["jpeg", "png", "webp", "nvjpeg"]
 
 
+def test_a_libpng_config_that_fails_is_not_called_missing(tmp_path: Path) -> None:
+    """A libpng-config on PATH that exits non-zero (a broken install) says so, with its message,
+    instead of "not on PATH"."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "libpng-config"
+    script.write_text("#!/bin/sh\necho 'libpng-config: libpng16.pc: no such file' >&2\nexit 3\n")
+    script.chmod(0o755)
+    got = probe_codecs({"PATH": f"{bin_dir}:/usr/bin:/bin"}, ["png"], cuda_home=None, system=())
+    assert got[0].found is None
+    assert got[0].why == ("libpng-config --version failed (exit 3: libpng-config: libpng16.pc: "
+                          "no such file)")
+
+
 @pytest.mark.skipif(not _can_hide(), reason="needs unshare -rm (a private mount namespace)")
 def test_preflight_refuses_missing_codecs_with_package_names(mirror_root, tmp_path: Path) -> None:
     root, _ = mirror_root

@@ -74,8 +74,12 @@ def _header(name: str, dirs: Sequence[Path]) -> CodecStatus:
 
 def _libpng(environ: Mapping[str, str]) -> CodecStatus:
     res = command.probe(["libpng-config", "--version"], env=environ)
-    if res is None or res[0] != 0:
-        return CodecStatus("png", None, "libpng-config is not on PATH")
+    if res is None:
+        return CodecStatus("png", None, "libpng-config is not on PATH (or could not be run)")
+    if res[0] != 0:
+        said = (res[2] or res[1]).strip().splitlines()[-1:] or ["no output"]
+        return CodecStatus("png", None, f"libpng-config --version failed (exit {res[0]}: "
+                           f"{said[0][:120]})")
     try:
         version = Version(res[1].strip())
     except InvalidVersion:
