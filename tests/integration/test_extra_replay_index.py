@@ -125,3 +125,24 @@ def test_replay_rebuilds_the_recorded_sdist_not_the_newest(torch_venv: Path, tmp
                  "--dist", str(tmp_path / "dist-moved"), env=env, cwd=tmp_path)
     assert moved.returncode == INTEGRITY_EXIT, moved.stdout[-3000:] + moved.stderr[-3000:]
     assert f"the recorded build used sha256:{v1_sha}" in moved.stderr, moved.stderr[-2000:]
+
+
+def test_the_index_named_in_pip_conf_is_the_one_used(torch_venv: Path, tmp_path: Path):
+    """A mirror set in pip's config file (index-url, no PIP_INDEX_URL) is where an ``--extra``
+    is resolved, as pip would: ``fetch --dry-run`` names the file the mirror has, with its hash."""
+    sdist = tmp_path / "out" / "tbext-0.3.0.tar.gz"
+    sdist.parent.mkdir()
+    sdist.write_bytes(b"only the mirror has this release")
+    index = tmp_path / "index"
+    _publish(index, [sdist])
+    conf = tmp_path / "pip.conf"
+    conf.write_text(f"[global]\nindex-url = file://{index}\n")
+    env = {k: v for k, v in base_env(tmp_path).items() if k != "PIP_INDEX_URL"}
+    env["PIP_CONFIG_FILE"] = str(conf)
+    listed = _run("fetch", "--torch", "2.13.0", "--cpu", "--env", "existing", "--python",
+                  str(torch_venv), "--torch-from-env", "--vision", "none", "--audio", "none",
+                  "--extra", "tbext", "--cache-dir", str(tmp_path / "cache"), "--dry-run",
+                  env=env, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stdout[-2000:] + listed.stderr[-2000:]
+    digest = hashlib.sha256(sdist.read_bytes()).hexdigest()
+    assert f"would download tbext-0.3.0.tar.gz (sha256 {digest[:12]})" in listed.stdout

@@ -34,6 +34,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import InvalidSdistFilename, canonicalize_name, parse_sdist_filename
 from packaging.version import InvalidVersion, Version
 
+from torchbuild.build import pipconfig
 from torchbuild.build.sources import OFFLINE_FIX, Checkout
 from torchbuild.digest import sha256_file
 from torchbuild.errors import IntegrityError, OfflineError, SourceError, UsageError
@@ -46,7 +47,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - 3.10
     import tomli as tomllib
 
-PYPI = "https://pypi.org/simple"
 # JSON first, PEP 503 HTML from indexes without it (q-values as pip sends them).
 _ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "\
     "text/html;q=0.01"
@@ -68,8 +68,8 @@ def sdist_cache(cache_dir: Path) -> Path:
 
 
 def index_base(environ: Mapping[str, str]) -> str:
-    """pip's own PIP_INDEX_URL when set (a mirror), else PyPI."""
-    return (environ.get("PIP_INDEX_URL") or PYPI).rstrip("/")
+    """The index pip would use: PIP_INDEX_URL, pip.conf's index-url (a mirror), else PyPI."""
+    return pipconfig.index_url(environ)
 
 
 # --------------------------------------------------------------------------------------------
@@ -165,8 +165,9 @@ def _fetch_page(url: str, name: str, base: str) -> dict[str, Any]:
         response = requests.get(url, headers={"Accept": _ACCEPT}, timeout=60)
     except requests.RequestException as exc:
         msg = f"cannot reach the package index for --extra {name} ({url}): {exc}"
-        raise SourceError(msg, fix="check the network or PIP_INDEX_URL; or fill the cache with "
-                          "`python -m torchbuild fetch` elsewhere and use --offline") from None
+        raise SourceError(msg, fix="check the network, or PIP_INDEX_URL / pip.conf's index-url; "
+                          "or fill the cache with `python -m torchbuild fetch` elsewhere and use "
+                          "--offline") from None
     if response.status_code == 404:
         msg = f"--extra {name}: there is no project {name!r} on {base}"
         raise UsageError(msg, fix="check the name on https://pypi.org, or give git+URL@TAG")
