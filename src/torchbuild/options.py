@@ -228,7 +228,8 @@ class Options:
                         container="host", session=True, group="behaviour")
     set: tuple[tuple[str, str], ...] = option("list", (), "extra build variable KEY=VALUE for "
                                               "every step, or COMPONENT:KEY=VALUE for one "
-                                              "component's (repeatable)",
+                                              "component's or one --extra's (repeatable; an "
+                                              "extra's CMAKE_ARGS add to its recipe's)",
                                               metavar="[COMPONENT:]KEY=VALUE",
                                               group="what to build")
     torch_from_env: bool = option("bool", False, "skip building torch; build the companions "
@@ -429,6 +430,8 @@ def _read_config(path: Path) -> dict[str, Any]:
 # `--set COMPONENT:KEY=VALUE` names one of these (recipe.COMPONENTS; not imported: options.py
 # stays below the knowledge wing).
 SET_COMPONENTS = ("torch", "vision", "audio", "text")
+# ... or an --extra's project name (PEP 508); the plan checks it names one of this build's extras.
+_PACKAGE_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$")
 
 
 def _parse_set(items: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
@@ -438,9 +441,11 @@ def _parse_set(items: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     for item in items:
         key, sep, value = item.partition("=")
         comp, colon, name = key.rpartition(":")
-        if not sep or not _ENV_NAME.match(name) or (colon and comp not in SET_COMPONENTS):
+        target_ok = comp in SET_COMPONENTS or bool(_PACKAGE_NAME.match(comp))
+        if not sep or not _ENV_NAME.match(name) or (colon and not target_ok):
             msg = (f"--set {item!r}: expected KEY=VALUE or COMPONENT:KEY=VALUE, with KEY a valid "
-                   f"environment name and COMPONENT one of {', '.join(SET_COMPONENTS)}")
+                   f"environment name and COMPONENT one of {', '.join(SET_COMPONENTS)} or the "
+                   "name of an --extra")
             raise UsageError(msg, fix="e.g. --set USE_FLASH_ATTENTION=0, or --set "
                              "audio:CUDA_HOME=/usr/local/cuda-12.4 for torchaudio only")
         pairs.append((key, value))

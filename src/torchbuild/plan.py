@@ -33,7 +33,7 @@ from torchbuild.knowledge.labels import companion_version, cuda_tag, version_lab
 from torchbuild.knowledge.recipe import Backend, RecipeBook, Release
 from torchbuild.machine.facts import Facts, is_version
 from torchbuild.machine.preflight import estimate_disk_gb
-from torchbuild.options import Options, set_for
+from torchbuild.options import SET_COMPONENTS, Options, set_for
 
 PLAN_SCHEMA = 1
 # A pip constraint file that pins torch (corporate setups, CI images) would refuse the wheel we
@@ -519,6 +519,18 @@ def _extra_local(cuda: str | None, archs: tuple[Arch, ...]) -> str:
     return local or ""
 
 
+def _user_set(options: Options, extra: ResolvedExtra, env: Mapping[str, str]) -> dict[str, str]:
+    """``--set KEY=V`` and ``--set NAME:KEY=V`` for an extra. The variable its CMake defines
+    travel in (CMAKE_ARGS) gets the user's value after the recipe's, not instead of it: the
+    recipe's -DCOMPUTE_BACKEND=cuda must survive a user's extra define (CMake keeps the last -D of
+    a name, so the user can still override any of them)."""
+    user = set_for(options.set, extra.name)
+    key = extra.recipe.cmake_args_env
+    if key and user.get(key) and env.get(key):
+        user[key] = f"{env[key]} {user[key]}"
+    return user
+
+
 def _extra_parts(extra: ResolvedExtra, options: Options, facts: Facts, cuda: str | None,
                  torch_label: str, torch_version: str, values: Mapping[str, str],
                  work_dir: Path) -> tuple[Component, SourceSpec, list[Step], tuple[str, ...]]:
@@ -543,7 +555,7 @@ def _extra_parts(extra: ResolvedExtra, options: Options, facts: Facts, cuda: str
         if options.env in {"venv", "existing"} and facts.cuda_home:
             env["CUDA_HOME"] = facts.cuda_home
     env.update(d.env)
-    env.update(set_for(options.set, extra.name))   # --set KEY=V and --set NAME:KEY=V
+    env.update(_user_set(options, extra, env))
     tmp = work_dir / "wheels" / f".tmp-{extra.name}"
     python = values["python"]
     steps = [
@@ -579,6 +591,25 @@ def _refuse_extras(refusals: Sequence[tuple[ResolvedExtra, str]], options: Optio
     raise CompatibilityError(msg, fix=fix)
 
 
+def _check_set_targets(book: RecipeBook, options: Options,
+                       extras: Sequence[ResolvedExtra]) -> None:
+    """``--set NAME:KEY=V`` must name a component or one of this build's extras: a misspelt name
+    would otherwise set nothing, silently. A distribution name (torchaudio) points at its
+    component (audio)."""
+    known = [*SET_COMPONENTS, *(e.name for e in extras)]
+    dists = {canonicalize_name(c.dist): n for n, c in book.components.items()}
+    for key, _value in options.set:
+        target, colon, _name = key.rpartition(":")
+        if colon and target not in known:
+            want = canonicalize_name(target)
+            close = [k for k in known if canonicalize_name(k) == want] + \
+                ([dists[want]] if want in dists else [])
+            msg = (f"--set {key}=...: {target!r} is neither a component nor an --extra of this "
+                   f"build" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise UsageError(msg, fix=f"prefix the variable with one of {', '.join(known)}, or "
+                             "drop the prefix to set it for every step")
+
+
 def make_plan(book: RecipeBook, options: Options, facts: Facts,
               extras: Sequence[ResolvedExtra] = ()) -> Plan:
     release = book.release(options.torch)
@@ -587,6 +618,7 @@ def make_plan(book: RecipeBook, options: Options, facts: Facts,
         msg = f"--torch-from-env: there is no torch installed in {where}"
         raise UsageError(msg, fix="add --env existing --python /path/to/python (whose env has "
                          "torch), or drop --torch-from-env")
+    _check_set_targets(book, options, extras)
     cuda = _choose_cuda(release, options, facts)
     python_version = _choose_python(release, options, facts)
     # What this build is (+cu128.sm86 / +cpu). The companions carry it even against a torch

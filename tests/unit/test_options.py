@@ -142,7 +142,7 @@ def test_set_for_one_component_only():
                                       "--set", "audio:DEBUG=0"]
 
 
-@pytest.mark.parametrize("item", ["torchaudio:X=1", "audio:1X=2", ":X=1", "audio:=1"])
+@pytest.mark.parametrize("item", ["torch audio:X=1", "audio:1X=2", ":X=1", "audio:=1"])
 def test_set_names_a_known_component(item):
     with pytest.raises(UsageError, match="COMPONENT:KEY=VALUE"):
         resolve(vars(build_parser().parse_args(["--cpu", "--set", item])), {"HOME": "/h"})

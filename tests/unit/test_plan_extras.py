@@ -288,3 +288,30 @@ def test_bitsandbytes_step_env_carries_its_archs_as_a_cmake_define(mem, cores, j
     # (cmake: the venv's own cmake>=3.27 for torch already covers its 3.22.1.)
     reqs = p.environment.pip_requirements
     assert "scikit-build-core" in reqs and any(r.startswith("cmake") for r in reqs), reqs
+
+
+def test_a_users_cmake_args_are_added_after_the_recipes_defines():
+    """--set bitsandbytes:CMAKE_ARGS=... adds to the recipe's defines (a user's -D comes last
+    and so wins); replacing them would silently build the CPU library for a CUDA request."""
+    opts = resolve(vars(build_parser().parse_args(
+        ["--cc", "8.6", "--torch", "2.13.0", "--cuda", "13.0", "--env", "venv", "--extra", BNB,
+         "--set", "bitsandbytes:CMAKE_ARGS=-DCMAKE_VERBOSE_MAKEFILE=ON -DCOMPUTE_CAPABILITY=89"])),
+        {"HOME": "/home/u"})
+    b = step(make_plan(load_recipes(), opts, with_mem(64.0, 16), (resolved_git(BNB),)),
+             "build-bitsandbytes")
+    assert b.env["CMAKE_ARGS"] == ("-DCOMPUTE_BACKEND=cuda -DCOMPUTE_CAPABILITY=86 "
+                                   "-DCMAKE_VERBOSE_MAKEFILE=ON -DCOMPUTE_CAPABILITY=89")
+
+
+@pytest.mark.parametrize(("prefix", "hint"), [
+    ("torchaudio", "(did you mean 'audio'?)"), ("bitsandbytez", ""),
+    ("flash-attn", ""), ("Bitsandbytes", "(did you mean 'bitsandbytes'?)")])
+def test_set_for_a_name_that_is_not_in_this_build_is_refused(prefix, hint):
+    """--set NAME:KEY=V that names no component and no --extra of this build would set nothing:
+    refused, with the name it was probably meant for."""
+    opts = resolve(vars(build_parser().parse_args(
+        ["--cc", "8.6", "--torch", "2.13.0", "--cuda", "13.0", "--env", "venv", "--extra", BNB,
+         "--set", f"{prefix}:DEBUG=1"])), {"HOME": "/home/u"})
+    with pytest.raises(UsageError, match="is neither a component nor an --extra") as exc:
+        make_plan(load_recipes(), opts, with_mem(64.0, 16), (resolved_git(BNB),))
+    assert hint in str(exc.value) and "bitsandbytes" in (exc.value.fix or "")
