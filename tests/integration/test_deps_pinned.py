@@ -76,15 +76,21 @@ def _uninstall(python: Path) -> None:
                    capture_output=True)
 
 
+def _project(tmp: Path, build_python: Path) -> list[str]:
+    """The build command line for a fixture torch tag whose requirements.txt asks for tbdep==1.0
+    (its mirror and recipes made under ``tmp``); tbdep starts uninstalled."""
+    root = tmp / "srv"
+    make_resume_server(root, units=1, delay="0", requirements="tbdep==1.0\n")
+    recipes = write_recipes(tmp / "recipes", deps=True)
+    _uninstall(build_python)
+    return cli_args(root, recipes, tmp, build_python, "--force")
+
+
 def test_fetch_then_offline_installs_hash_checked_and_records(tmp_path: Path,
                                                                build_python: Path) -> None:
-    root = tmp_path / "srv"
-    make_resume_server(root, units=1, delay="0", requirements="tbdep==1.0\n")
-    recipes = write_recipes(tmp_path / "recipes", deps=True)
+    args = _project(tmp_path, build_python)
     links = tmp_path / "links"
     wheel = make_wheel(links)
-    args = cli_args(root, recipes, tmp_path, build_python, "--force")
-    _uninstall(build_python)
 
     # fetch: the tag's requirements.txt read from the mirror, downloaded through the user's
     # PIP_FIND_LINKS (the index itself is dead).
@@ -122,10 +128,7 @@ def test_fetch_then_offline_installs_hash_checked_and_records(tmp_path: Path,
 
 def test_offline_without_a_wheelhouse_says_so_and_uses_what_is_there(
         tmp_path: Path, build_python: Path) -> None:
-    root = tmp_path / "srv"
-    make_resume_server(root, units=1, delay="0", requirements="tbdep==1.0\n")
-    recipes = write_recipes(tmp_path / "recipes", deps=True)
-    args = cli_args(root, recipes, tmp_path, build_python, "--force")
+    args = _project(tmp_path, build_python)
     proc = _torchbuild(["fetch", *fetch_args(args)], tmp_path, _env(tmp_path, PIP_FIND_LINKS=str(
         make_wheel(tmp_path / "links").parent)))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -142,15 +145,12 @@ def test_offline_without_a_wheelhouse_says_so_and_uses_what_is_there(
 
 def test_replay_reinstalls_exactly_the_recorded_files_hash_checked(tmp_path: Path,
                                                                    build_python: Path) -> None:
-    root = tmp_path / "srv"
-    make_resume_server(root, units=1, delay="0", requirements="tbdep==1.0\n")
-    recipes = write_recipes(tmp_path / "recipes", deps=True)
+    args = _project(tmp_path, build_python)
     links = tmp_path / "links"
     wheel = make_wheel(links)
     sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
     env = _env(tmp_path, PIP_FIND_LINKS=str(links))
-    _uninstall(build_python)
-    proc = _torchbuild(cli_args(root, recipes, tmp_path, build_python, "--force"), tmp_path, env)
+    proc = _torchbuild(args, tmp_path, env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     manifest = tmp_path / "dist" / "torchbuild-manifest.json"
     (recorded,) = json.loads(manifest.read_text())["deps"]["torch"]["installed"]
